@@ -1,0 +1,1 @@
+"""Lightning + Hydra framework for convolutional-network ablation studies."""

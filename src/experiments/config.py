@@ -1,0 +1,45 @@
+"""Where the config tree lives and the resolvers it uses. Imports only Hydra/OmegaConf, so it is cheap.
+
+The YAML tree sits in the repository's ``conf/``; a wheel carries a copy inside the package
+(``experiments/conf``), so the same lookup serves an editable checkout and an installed package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def conf_dir() -> Path:
+    """The ``conf/`` directory: packaged copy first, then the source checkout's."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"cannot find the experiments config tree (conf/train.yaml) near {here}")
+
+
+def _length(seq: Sequence, offset: int | str = 0) -> int:
+    return len(seq) + int(offset)
+
+
+def register_resolvers() -> None:
+    """``${len:${.kinds}}`` and ``${len:${.kinds},1}`` (one extra class for the background)."""
+    OmegaConf.register_new_resolver("len", _length, replace=True)
+
+
+register_resolvers()
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
+    """Compose the config as the CLI would, for tests, notebooks and the inspect/evaluate commands.
+
+    ``run_dir`` is left to the caller (the CLI gets it from Hydra's output dir).
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=False)

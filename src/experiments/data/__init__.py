@@ -1,0 +1,1 @@
+"""Datasets and data modules (procedural image generators, Lightning data modules)."""

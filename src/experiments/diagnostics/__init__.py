@@ -1,0 +1,1 @@
+"""Model diagnostics: layer summaries, parameter/FLOP counts and receptive-field analysis."""

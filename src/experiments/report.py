@@ -1,0 +1,103 @@
+"""Aggregate a finished sweep into a table and plots: ``python -m experiments.report DIR [DIR ...]``.
+
+Kept thin on purpose: discovery/loading live in :mod:`experiments.reporting.runs`, grouping and the
+Markdown/CSV rendering in :mod:`experiments.reporting.aggregate`, plots in
+:mod:`experiments.reporting.plots`.  Only argparse and the standard library are imported before the
+arguments are parsed, so ``--help`` is instant, and torch/lightning are never imported at all.
+
+Exit status: 0 when at least one completed run was found (failed/missing runs are listed in the report),
+1 when no runs, or no completed runs, were found (a report is still written in the latter case, so the
+failures can be read), 2 for a directory that does not exist (or bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_NO_RUNS, EXIT_BAD_DIR = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.report",
+        description=(
+            "Aggregate sweep/run directories (anything containing metrics.json written by "
+            "python -m experiments.train) into report.md, report.csv and PNG plots. Runs are grouped by "
+            "their Hydra overrides minus seed and minus overrides shared by every run; cells are mean ± "
+            "sample std over seeds."
+        ),
+    )
+    parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="sweep or run directories")
+    parser.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="where to write the report (default: first DIR)"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib import)")
+    return parser
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the report; returns the exit status instead of raising so tests can call it in-process."""
+    args = build_parser().parse_args(argv)
+    dirs: list[Path] = []
+    for raw in args.dirs:
+        path = raw.parent if raw.is_file() and raw.name == "metrics.json" else raw
+        if not path.is_dir():
+            _error(f"{raw} is not an existing directory")
+            return EXIT_BAD_DIR
+        dirs.append(path)
+
+    from experiments.reporting import aggregate, runs
+
+    records = runs.collect_runs(dirs)
+    where = ", ".join(str(d) for d in dirs)
+    if not records:
+        _error(
+            f"no runs found under {where}: expected directories containing metrics.json written by "
+            "python -m experiments.train"
+        )
+        return EXIT_NO_RUNS
+
+    summary = aggregate.summarize(records)
+    out_dir: Path = args.out if args.out is not None else dirs[0]
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    plot_files: list[Path] = []
+    if not args.no_plots and summary.completed:
+        from experiments.reporting import plots
+
+        plot_files = plots.write_plots(summary, out_dir)
+
+    md_path, csv_path = out_dir / "report.md", out_dir / "report.csv"
+    md_path.write_text(aggregate.render_markdown(summary, dirs, plot_files), encoding="utf-8")
+    aggregate.write_csv(summary, csv_path)
+
+    print(aggregate.markdown_table(summary))
+    print()
+    print(
+        f"{len(summary.completed)} completed, {len(summary.failed)} failed, "
+        f"{len(summary.incomplete)} missing/incomplete runs in {len(summary.groups)} groups"
+    )
+    print(f"wrote {md_path}")
+    print(f"wrote {csv_path}")
+    for path in plot_files:
+        print(f"wrote {path}")
+
+    if not summary.completed:
+        _error(f"no completed runs under {where} ({len(records)} failed or incomplete; see {md_path})")
+        return EXIT_NO_RUNS
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # e.g. piped into `head`: not an error worth a traceback
+        sys.stderr.close()
+        sys.exit(0)

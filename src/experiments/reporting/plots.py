@@ -1,0 +1,168 @@
+"""PNG plots of an aggregated sweep.
+
+This module imports matplotlib (with the non-interactive Agg backend, so it works on headless machines)
+at import time; :mod:`experiments.report` imports it only when plots are requested, which keeps
+``--help`` and ``--no-plots`` fast.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from experiments.reporting.aggregate import (  # noqa: E402
+    Group,
+    Summary,
+    curve_metrics,
+    curve_stats,
+    gradient_flow_stats,
+)
+
+#: Above this many groups the legend moves outside the axes so it does not hide the data.
+_LEGEND_INSIDE_MAX = 8
+#: Layer names are used as x tick labels only for shallow, uniformly-shaped nets (readability).
+_MAX_NAMED_LAYERS = 30
+
+
+def metric_filename(prefix: str, metric: str) -> str:
+    """``val/acc`` -> ``<prefix>_val_acc.png``: metric names contain slashes, file names must not."""
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', metric).strip('_')}.png"
+
+
+def _colors(n: int) -> list:
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _legend(ax, n: int) -> None:
+    if n > _LEGEND_INSIDE_MAX:
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    elif n > 0:
+        ax.legend(fontsize="small")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _label(group: Group) -> str:
+    return f"{group.label} (n={group.n})"
+
+
+def plot_curves(summary: Summary, out_dir: Path) -> list[Path]:
+    """One figure per history metric: per-group mean over seeds, shaded ±1 std band, x = epoch."""
+    written: list[Path] = []
+    groups = [g for g in summary.groups if g.n]
+    colors = _colors(len(groups))
+    for metric in curve_metrics(summary.runs):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        drawn = 0
+        for group, color in zip(groups, colors, strict=True):
+            curve = curve_stats(group.completed, metric)
+            if curve is None:
+                continue
+            lower = [m - s for m, s in zip(curve.mean, curve.std, strict=True)]
+            upper = [m + s for m, s in zip(curve.mean, curve.std, strict=True)]
+            ax.plot(
+                curve.x,
+                curve.mean,
+                color=color,
+                marker="." if len(curve.x) < 30 else None,
+                label=_label(group),
+            )
+            ax.fill_between(curve.x, lower, upper, color=color, alpha=0.2, linewidth=0)
+            drawn += 1
+        if not drawn:
+            plt.close(fig)
+            continue
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric} (mean ± std over seeds)")
+        ax.grid(alpha=0.3)
+        _legend(ax, drawn)
+        written.append(_save(fig, out_dir / metric_filename("curves", metric)))
+    return written
+
+
+def plot_bars(summary: Summary, out_dir: Path) -> list[Path]:
+    """Bar per group for each headline metric, error bars = sample std over seeds (0 for one seed)."""
+    written: list[Path] = []
+    for metric in summary.bar_metrics:
+        rows = [(g, g.stats[metric]) for g in summary.groups if g.stats[metric].mean is not None]
+        if not rows:
+            continue
+        labels = [_label(g) for g, _ in rows]
+        fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(rows) + 2), 4.5))
+        positions = list(range(len(rows)))
+        ax.bar(
+            positions,
+            [s.mean for _, s in rows],
+            yerr=[s.std or 0.0 for _, s in rows],
+            capsize=4,
+            color=_colors(len(rows)),
+        )
+        ax.set_xticks(positions)
+        ax.set_xticklabels(
+            labels,
+            rotation=30 if len(rows) > 2 else 0,
+            ha="right" if len(rows) > 2 else "center",
+            fontsize="small",
+        )
+        ax.set_ylabel(metric)
+        ax.set_title(f"final {metric} (mean ± std over seeds)")
+        ax.grid(axis="y", alpha=0.3)
+        written.append(_save(fig, out_dir / metric_filename("bars", metric)))
+    return written
+
+
+def plot_gradient_flow(summary: Summary, out_dir: Path) -> list[Path]:
+    """Gradient norm at initialisation vs depth on a log axis; vanishing gradients show as a slope."""
+    groups = [g for g in summary.groups if g.n]
+    profiles = [(g, stats) for g in groups if (stats := gradient_flow_stats(g.completed)) is not None]
+    if not profiles:
+        return []
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for (group, stats), color in zip(profiles, _colors(len(profiles)), strict=True):
+        # On a log axis mean - std can go non-positive; clip the band to a sliver below the mean.
+        lower = [max(m - s, m * 1e-3) for m, s in zip(stats.mean, stats.std, strict=True)]
+        upper = [m + s for m, s in zip(stats.mean, stats.std, strict=True)]
+        ax.plot(stats.depth, stats.mean, color=color, marker=".", label=_label(group))
+        ax.fill_between(stats.depth, lower, upper, color=color, alpha=0.2, linewidth=0)
+    ax.set_yscale("log")
+    layer_lists = {tuple(stats.layers) for _, stats in profiles}
+    if len(layer_lists) == 1 and len(profiles[0][1].layers) <= _MAX_NAMED_LAYERS:
+        stats = profiles[0][1]
+        ax.set_xticks(stats.depth)
+        ax.set_xticklabels(stats.layers, rotation=60, ha="right", fontsize="x-small")
+        ax.set_xlabel("layer (input → output)")
+    else:
+        ax.set_xlabel("layer index (input → output)")
+    ax.set_ylabel("gradient L2 norm at init")
+    ax.set_title("gradient flow at initialisation")
+    ax.grid(alpha=0.3, which="both")
+    _legend(ax, len(profiles))
+    return [_save(fig, out_dir / "gradient_flow.png")]
+
+
+def write_plots(summary: Summary, out_dir: Path) -> list[Path]:
+    """All plots for the sweep; returns the files written (nothing for a sweep without data)."""
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    written += plot_curves(summary, out_dir)
+    written += plot_bars(summary, out_dir)
+    written += plot_gradient_flow(summary, out_dir)
+    return written
+
+
+__all__: Sequence[str] = ["metric_filename", "plot_bars", "plot_curves", "plot_gradient_flow", "write_plots"]

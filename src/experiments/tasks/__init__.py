@@ -1,0 +1,1 @@
+"""LightningModules: network + loss + metrics + optimiser. A task knows nothing of which network it holds."""

@@ -1,0 +1,28 @@
+"""Image classification: one label per image, accuracy as the headline metric."""
+
+from __future__ import annotations
+
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from experiments.tasks.base import OptimizerFactory, SchedulerFactory, Task
+
+
+class ClassificationTask(Task):
+    monitor = "val/acc"
+    monitor_mode = "max"
+
+    def __init__(
+        self,
+        network: nn.Module,
+        loss: nn.Module,
+        optimizer: OptimizerFactory,
+        num_classes: int,
+        scheduler: SchedulerFactory | None = None,
+    ) -> None:
+        self.num_classes = num_classes
+        super().__init__(network, loss, optimizer, scheduler)
+
+    def build_metrics(self) -> MetricCollection:
+        return MetricCollection({"acc": MulticlassAccuracy(self.num_classes, average="micro")})

@@ -1,0 +1,49 @@
+"""Shared fixtures: compose the real config tree with small budgets so tests train in seconds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.config import compose
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: keep every test run tiny; a test adds its own overrides after these
+TINY = [
+    "data.train_size=256",
+    "data.val_size=64",
+    "data.test_size=64",
+    "data.batch_size=32",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.accelerator=cpu",
+]
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """``make_cfg(["model=resnet", ...], tiny=True)`` -> a composed config whose run dir is in tmp_path."""
+
+    def make(overrides: Sequence[str] = (), tiny: bool = True, run_dir: Path | None = None) -> DictConfig:
+        cfg = compose([*(TINY if tiny else []), *overrides])
+        OmegaConf.set_struct(cfg, False)
+        cfg.run_dir = str(run_dir or tmp_path / "run")
+        return cfg
+
+    return make
+
+
+def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> args`` as a user would, capturing output."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
+        env=env,
+    )

@@ -1,0 +1,95 @@
+"""Config tree: every option composes and validates; bad input is one readable sentence before training."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from tests.conftest import run_cli
+
+from experiments.config import compose, conf_dir
+from experiments.validation import ConfigError, validate
+
+GROUPS = ["activation", "pooling", "init", "loss", "optimizer", "scheduler", "trainer", "logger", "model", "data"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_option_composes_and_validates(group: str) -> None:
+    for option in options(group):
+        overrides = [f"{group}={option}"]
+        if group == "model" and option == "resnet":
+            overrides.append("model.depth=8")
+        cfg = compose(overrides)
+        validate(cfg)
+
+
+BAD_INPUTS = [
+    (["model=resnet", "model.depth=21"], "model.depth=21", "6n+2"),
+    (["activation=maxout", "activation.pieces=1"], "activation.pieces=1", "at least 2"),
+    (["model.stages=6"], "model.stages=6", "at most model.stages=5"),
+    (["optimizer.lr=-0.1"], "optimizer.lr=-0.1", "positive"),
+    (["model=resnet", "pooling=max"], "pooling=max", "stride-2"),
+    (["model.kernel_size=4"], "model.kernel_size=4", "odd"),
+    (["model.dropout=1.5"], "model.dropout=1.5", "[0, 1)"),
+    (["data.batch_size=0"], "data.batch_size=0", "integer >= 1"),
+    (["optimizer=momentum", "optimizer.momentum=1.2"], "optimizer.momentum=1.2", "[0, 1)"),
+    (["activation=leaky_relu", "activation.negative_slope=-1"], "activation.negative_slope=-1", "slope"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs=0", "integer >= 1"),
+    (["data.channels=2"], "data.channels=2", "grayscale or RGB"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key_value", "phrase"), BAD_INPUTS)
+def test_bad_values_give_one_sentence_naming_key_value_and_fix(overrides, key_value, phrase) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate(compose(overrides))
+    message = str(info.value)
+    assert message.startswith(key_value + " is invalid:")
+    assert phrase in message
+    assert message.count("\n") == 0 and message.endswith(".")
+    assert any(word in message for word in ("use ", "set ", "drop ", "pick "))  # it names a fix
+
+
+@pytest.mark.parametrize(("overrides", "key_value", "phrase"), BAD_INPUTS[:4])
+def test_cli_bad_value_exits_nonzero_without_traceback(tmp_path, overrides, key_value, phrase) -> None:
+    result = run_cli("experiments.train", *overrides, f"hydra.run.dir={tmp_path}/run")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    assert key_value in result.stderr and phrase in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()  # failed before any training
+
+
+def test_cli_unknown_option_lists_valid_ones(tmp_path) -> None:
+    result = run_cli("experiments.train", "activation=sigmod", f"hydra.run.dir={tmp_path}/run")
+    assert result.returncode != 0
+    assert "sigmod" in result.stderr
+    for valid in ("relu", "sigmoid", "leaky_relu", "maxout"):
+        assert valid in result.stderr
+
+
+def test_cli_help_lists_groups_quickly() -> None:
+    start = time.perf_counter()
+    result = run_cli("experiments.train", "--help")
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0
+    for group in GROUPS:
+        assert f"{group}:" in result.stdout
+    assert "leaky_relu" in result.stdout and "resnet" in result.stdout
+    assert elapsed < 10, f"--help took {elapsed:.1f}s"
+
+
+def test_cli_cfg_job_prints_the_composed_config() -> None:
+    result = run_cli("experiments.train", "--cfg", "job", "model=resnet", "activation=tanh")
+    assert result.returncode == 0
+    assert "experiments.models.resnet.ResNet" in result.stdout
+    assert "name: tanh" in result.stdout
+    assert "name: stride" in result.stdout  # resnet selects stride pooling
+
+
+def test_resnet_picks_stride_pooling_and_cnn_keeps_max() -> None:
+    assert compose(["model=resnet"]).pooling.name == "stride"
+    assert compose([]).pooling.name == "max"
