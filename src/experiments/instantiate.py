@@ -78,9 +78,11 @@ def build_callbacks(cfg: DictConfig, task, run_dir: Path) -> list:
     ]
     if cfg.get("logger") is not None:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    for node in (cfg.get("callbacks") or {}).values():
-        if node is not None and "_target_" in node:
-            callbacks.append(instantiate(node))
+    # every `_target_` node under the `callbacks` and `diagnostics` groups is one more callback
+    for group in ("callbacks", "diagnostics"):
+        for node in (cfg.get(group) or {}).values():
+            if isinstance(node, DictConfig) and "_target_" in node:
+                callbacks.append(instantiate(node))
     return callbacks
 
 

@@ -53,6 +53,9 @@ class HistoryRecorder(Callback):
             if len(values) < n + 1:
                 values.append(None)
 
+    def run_summary(self) -> dict[str, Any]:
+        return {"history": self.history}
+
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
 

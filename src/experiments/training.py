@@ -90,7 +90,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
 
     from experiments import instantiate as build
-    from experiments.outputs import HistoryRecorder, epoch_metrics, write_json
+    from experiments.outputs import write_json
 
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
@@ -104,29 +104,52 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", record)
 
-    trainer.fit(task, datamodule=datamodule, ckpt_path=None)
-    final = epoch_metrics(trainer.callback_metrics)
-    checkpoint = trainer.checkpoint_callback
-    best = checkpoint.best_model_path if checkpoint is not None else ""
-    tested = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-    final.update(epoch_metrics(tested[0] if tested else {}))
-    if checkpoint is not None and checkpoint.best_model_score is not None:
-        final[f"{task.monitor.split('/')[0]}/best_{task.monitor.split('/', 1)[1]}"] = float(
-            checkpoint.best_model_score
-        )
+    try:
+        final, best = fit_and_test(trainer, task, datamodule)
+    except Exception as err:  # the run dir must say why it stopped; the caller decides what to do next
+        record.update(status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0],
+                      wall_time_s=round(time.perf_counter() - started, 2))
+        record.update(run_summaries(callbacks))
+        if trainer.is_global_zero:
+            write_json(run_dir / "metrics.json", record)
+        raise
 
-    history = next(c for c in callbacks if isinstance(c, HistoryRecorder)).history
     record.update(
         status="completed",
         metrics=final,
         wall_time_s=round(time.perf_counter() - started, 2),
-        history=history,
         best_checkpoint=best,
         epochs=trainer.current_epoch,
     )
+    record.update(run_summaries(callbacks))
     if trainer.is_global_zero:
         if logger:
             hp_metrics = {f"final/{k}": v for k, v in final.items() if v is not None}
             log_hparams(logger, hyperparameters(cfg, choices, overrides), hp_metrics)
         write_json(run_dir / "metrics.json", record)
     return record
+
+
+def fit_and_test(trainer: Any, task: Any, datamodule: Any) -> tuple[dict[str, float | None], str]:
+    """Fit, then test the best checkpoint; returns the final metrics and the best checkpoint's path."""
+    from experiments.outputs import epoch_metrics
+
+    trainer.fit(task, datamodule=datamodule)
+    final = epoch_metrics(trainer.callback_metrics)
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None else ""
+    tested = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    final.update(epoch_metrics(tested[0] if tested else {}))
+    if checkpoint is not None and checkpoint.best_model_score is not None:
+        split, name = task.monitor.split("/", 1)
+        final[f"{split}/best_{name}"] = float(checkpoint.best_model_score)
+    return final, best
+
+
+def run_summaries(callbacks: list) -> dict[str, Any]:
+    """What callbacks contribute to ``metrics.json``: every ``run_summary()`` dict (history, diagnostics...)."""
+    merged: dict[str, Any] = {}
+    for callback in callbacks:
+        if hasattr(callback, "run_summary"):
+            merged.update(callback.run_summary())
+    return merged
