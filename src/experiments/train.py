@@ -6,6 +6,7 @@ Lightning is imported when training starts.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import hydra
@@ -15,15 +16,38 @@ from experiments.config import conf_dir
 from experiments.validation import ConfigError
 
 
+def _multirun_job() -> str | None:
+    """``"3 [activation=tanh seed=1]"`` when this is a job of a ``-m`` sweep, None for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    job = HydraConfig.get().job
+    return f"{job.num} [{' '.join(HydraConfig.get().overrides.task)}]"
+
+
 @hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
+    """Train one configuration; returns the objective a sweeper (optuna) maximises: the last epoch's
+    ``val/acc`` (classification) or ``val/miou`` (segmentation), None when the run failed or diverged."""
     from experiments.training import train
 
+    job = _multirun_job()
     try:
         record = train(cfg)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as err:
+        if job is None and not isinstance(err, ConfigError):
+            raise
+        message = str(err) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}".splitlines()[0]
+        if job is None:
+            print(f"error: {message}", file=sys.stderr)
+            sys.exit(2)
+        # In a sweep one bad job must not stop the others: its metrics.json says "failed" (written by
+        # train), the sweep's SweepStatus callback exits non-zero at the end, and optuna marks it failed.
+        print(f"job {job} failed: {message}", file=sys.stderr, flush=True)
+        logging.getLogger(__name__).error("job failed", exc_info=True)  # full traceback: <run dir>/train.log
+        return None
     metrics = record.get("metrics", {})
     shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if v is not None and k.startswith(("val/", "test/")))
     print(f"run dir: {record['run_dir']}\n{shown}")

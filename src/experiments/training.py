@@ -15,13 +15,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.validation import validate
+from experiments.validation import ConfigError, validate
 
 log = logging.getLogger(__name__)
 
 #: groups whose choice is recorded with every run (HParams columns, report grouping)
 RECORDED_GROUPS = (
     "model", "activation", "pooling", "upsampling", "init", "loss", "optimizer", "scheduler", "data", "trainer",
+    "experiment",
 )
 
 
@@ -77,8 +78,10 @@ def log_hparams(logger: Any, hparams: dict[str, Any], metrics: dict[str, float])
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train and test one configuration; returns the payload written to ``<run_dir>/metrics.json``."""
-    validate(cfg)
+    """Train and test one configuration; returns the payload written to ``<run_dir>/metrics.json``.
+
+    Whatever stops a run (a config mistake, a crash while building or fitting) leaves a "failed" record
+    with the one-line reason before the error propagates, so a sweep's report can list every job."""
     run_dir = Path(cfg.run_dir)
     started = time.perf_counter()
     choices, overrides = group_choices(cfg), task_overrides(cfg)
@@ -86,6 +89,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "status": "running", "error": None, "task": cfg.data.task, "choices": choices, "overrides": overrides,
         "seed": cfg.seed, "run_dir": str(run_dir),
     }
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        record.update(status="failed", error=str(err), wall_time_s=0.0)
+        _write_failed_record(run_dir / "metrics.json", record)
+        raise
 
     import lightning as L
 
@@ -95,22 +104,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = build.build_datamodule(cfg)
-    task = build.build_task(cfg)
-    logger = build.build_logger(cfg)
-    callbacks = build.build_callbacks(cfg, task, run_dir)
-    trainer = build.build_trainer(cfg, callbacks, logger)
-    record["params"] = sum(p.numel() for p in task.network.parameters())
-    if trainer.is_global_zero:
-        write_json(run_dir / "metrics.json", record)
-
+    callbacks: list = []
+    trainer = None
     try:
+        datamodule = build.build_datamodule(cfg)
+        task = build.build_task(cfg)
+        logger = build.build_logger(cfg)
+        callbacks = build.build_callbacks(cfg, task, run_dir)
+        trainer = build.build_trainer(cfg, callbacks, logger)
+        record["params"] = sum(p.numel() for p in task.network.parameters())
+        if trainer.is_global_zero:
+            write_json(run_dir / "metrics.json", record)
         final, best = fit_and_test(trainer, task, datamodule)
     except Exception as err:  # the run dir must say why it stopped; the caller decides what to do next
         record.update(status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0],
                       wall_time_s=round(time.perf_counter() - started, 2))
         record.update(run_summaries(callbacks))
-        if trainer.is_global_zero:
+        if trainer is None or trainer.is_global_zero:
             write_json(run_dir / "metrics.json", record)
         raise
 
@@ -124,10 +134,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     record.update(run_summaries(callbacks))
     if trainer.is_global_zero:
         if logger:
-            hp_metrics = {f"final/{k}": v for k, v in final.items() if v is not None}
+            # None (a diverged value) is logged as NaN so every run of a sweep has the same metric columns
+            hp_metrics = {f"final/{k}": (float("nan") if v is None else v) for k, v in final.items()}
             log_hparams(logger, hyperparameters(cfg, choices, overrides), hp_metrics)
         write_json(run_dir / "metrics.json", record)
     return record
+
+
+def _write_failed_record(path: Path, record: dict[str, Any]) -> None:
+    """Atomic JSON write without importing Lightning (``outputs.write_json`` does), for the config-error path."""
+    import json
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(tmp, path)
 
 
 def fit_and_test(trainer: Any, task: Any, datamodule: Any) -> tuple[dict[str, float | None], str]:

@@ -42,6 +42,9 @@ Layer rules (``j`` is the input jump, ``k``/``s``/``p``/``d`` kernel, stride, le
 
 Normalisation layers are treated as pointwise (their statistics are constants in eval mode, the
 usual convention in receptive-field analysis).  1-D convolutions/pools act on the last axis.
+The position of the H and W dimensions is tracked through ``permute``/``transpose``/``unsqueeze``
+and reductions, so channels-last blocks (``x.permute(0, 2, 3, 1)`` -> ``LayerNorm`` -> ``Linear``)
+are pointwise, while a ``Linear`` over W is global; convolutions and pools require (..., H, W).
 Unknown leaf modules (and unknown functions) are assumed pointwise when the recorded shapes show
 that they keep the spatial size; otherwise :class:`UnsupportedOperationError` names them.
 
@@ -52,18 +55,20 @@ from the first convolution's ``in_channels`` and a few common image sizes.
 Effective receptive field
 -------------------------
 :func:`effective_receptive_field` measures the gradient of one output unit with respect to the
-input (Luo et al., 2016, "Understanding the Effective Receptive Field in Deep CNNs").  Its support
-is the receptive field that the network actually uses; for any network its bounding box must
-match the theoretical one (clipped to the image), which makes it a test oracle for the analysis.
+input (Luo et al., 2016, "Understanding the Effective Receptive Field in Deep CNNs").  The bounding
+box of its support is the receptive field the network actually has for that unit; averaged over a
+few random inputs (so that ReLU / max-pool gating does not hide an edge) it equals the theoretical
+value clipped to the image, which makes it a test oracle for the analysis.  It can be smaller where
+the theory is a worst case over positions (transposed convolutions with ``s`` not dividing
+``(k-1)*d``, non-integer resampling).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import operator
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -113,12 +118,17 @@ _Pair = tuple[Fraction, Fraction]
 
 @dataclass(frozen=True)
 class _RF:
-    """Receptive field of one tensor; per-axis tuples are (H, W).  Fractions keep jumps exact."""
+    """Receptive field of one tensor.  Fractions keep fractional jumps exact.
+
+    Per-axis tuples are indexed (H, W); ``axes`` holds the (negative) tensor dimensions that
+    currently carry H and W -- (-2, -1) for NCHW, (-3, -2) after a channels-last permute.
+    """
 
     rf: _Pair = (_ONE, _ONE)
     jump: _Pair = (_ONE, _ONE)
     start: _Pair = (_ZERO, _ZERO)
     is_global: bool = False
+    axes: tuple[int, int] = (-2, -1)
 
 
 _GLOBAL = _RF(is_global=True)
@@ -152,6 +162,10 @@ def _hw(value: Any, nd: int, neutral: Any) -> tuple[Any, Any]:
     return (vals[-2], vals[-1])
 
 
+def _make(st: _RF, rf: list[Fraction], jump: list[Fraction], start: list[Fraction]) -> _RF:
+    return _RF((rf[0], rf[1]), (jump[0], jump[1]), (start[0], start[1]), False, st.axes)
+
+
 def _kernel(st: _RF, k: Sequence[Any], s: Sequence[Any], p: Sequence[Any], d: Sequence[Any]) -> _RF:
     """Convolution / pooling window: rf += (k-1)*d*j, start += ((k-1)*d/2 - p)*j, jump *= s."""
     if st.is_global:
@@ -163,7 +177,7 @@ def _kernel(st: _RF, k: Sequence[Any], s: Sequence[Any], p: Sequence[Any], d: Se
         rf.append(st.rf[i] + (ki - 1) * di * j)
         start.append(st.start[i] + ((ki - 1) * di / 2 - pi) * j)
         jump.append(j * si)
-    return _RF(tuple(rf), tuple(jump), tuple(start))  # type: ignore[arg-type]
+    return _make(st, rf, jump, start)
 
 
 def _transposed(
@@ -180,7 +194,7 @@ def _transposed(
         rf.append(st.rf[i] + extra * j)
         start.append(st.start[i] + (pi - Fraction((ki - 1) * di, 2)) / si * j)
         jump.append(j / si)
-    return _RF(tuple(rf), tuple(jump), tuple(start))  # type: ignore[arg-type]
+    return _make(st, rf, jump, start)
 
 
 def _resample(st: _RF, factor: Sequence[Any], taps: Sequence[int], align_corners: bool = False) -> _RF:
@@ -201,22 +215,23 @@ def _resample(st: _RF, factor: Sequence[Any], taps: Sequence[int], align_corners
         rf.append(st.rf[i] + taps[i] * j)
         jump.append(j / f)
         start.append(st.start[i] if align_corners else st.start[i] + (1 / (2 * f) - Fraction(1, 2)) * j)
-    return _RF(tuple(rf), tuple(jump), tuple(start))  # type: ignore[arg-type]
+    return _make(st, rf, jump, start)
 
 
 def _shift(st: _RF, offset: Sequence[Any], step: Sequence[Any] = (1, 1)) -> _RF:
     """Crop / pad / strided slice: output unit 0 is input unit ``offset``; jump *= step."""
     if st.is_global:
         return st
-    start = tuple(st.start[i] + _frac(offset[i]) * st.jump[i] for i in range(2))
-    jump = tuple(st.jump[i] * _frac(step[i]) for i in range(2))
-    return _RF(st.rf, jump, start)  # type: ignore[arg-type]
+    start = [st.start[i] + _frac(offset[i]) * st.jump[i] for i in range(2)]
+    jump = [st.jump[i] * _frac(step[i]) for i in range(2)]
+    return _make(st, list(st.rf), jump, start)
 
 
-def _swap(st: _RF) -> _RF:
+def _moved(st: _RF, axes: Sequence[int]) -> _RF:
+    """Same receptive field, spatial axes now at the (negative) tensor dimensions ``axes``."""
     if st.is_global:
         return st
-    return _RF(st.rf[::-1], st.jump[::-1], st.start[::-1])  # type: ignore[arg-type]
+    return replace(st, axes=(int(axes[0]), int(axes[1])))
 
 
 def _union(states: Sequence[_RF]) -> _RF:
@@ -229,6 +244,8 @@ def _union(states: Sequence[_RF]) -> _RF:
         return states[0]
     if any(s.is_global for s in states):
         return _GLOBAL
+    if len({s.axes for s in states}) > 1:
+        raise UnsupportedOperationError("combines tensors whose spatial axes are in different positions")
     rf, jump, start = [], [], []
     for i in range(2):
         lo = min(s.start[i] - (s.rf[i] - 1) / 2 for s in states)
@@ -236,7 +253,7 @@ def _union(states: Sequence[_RF]) -> _RF:
         rf.append(hi - lo + 1)
         start.append((lo + hi) / 2)
         jump.append(min(s.jump[i] for s in states))
-    return _RF(tuple(rf), tuple(jump), tuple(start))  # type: ignore[arg-type]
+    return _make(states[0], rf, jump, start)
 
 
 def _number(x: Fraction) -> int | float:
@@ -254,8 +271,14 @@ class LayerRF:
 
     ``rf`` and ``jump`` are the maxima over the H and W axes (equal for square kernels); the
     per-axis values are in ``rf_hw`` / ``jump_hw``.  Global units have ``rf = jump = math.inf``
-    and ``start_hw = (nan, nan)``.  ``dilation`` is the layer's own dilation (1 for layers without
-    one); ``call_index`` counts re-uses of the same module.
+    and ``start_hw = (nan, nan)``.  ``start_hw`` is the centre of output unit (0, 0)'s receptive
+    field in input pixels (negative with padding).  ``dilation`` is the layer's own dilation (1 for
+    layers without one); ``call_index`` counts re-uses of the same module.  ``name`` is the module's
+    qualified name, or the fx node name for functional ops.  ``kind`` is one of ``conv``,
+    ``conv_transpose``, ``pool``, ``adaptive_pool``, ``global_pool``, ``upsample``, ``unpool``,
+    ``pixel_shuffle``, ``pixel_unshuffle``, ``flatten``, ``linear``, ``attention`` for layer rows,
+    and ``pointwise``, ``slice``, ``pad``, ``reshape``, ``permute``, ``global``, ``input`` for the
+    other nodes in :attr:`RFAnalysis.nodes`.
     """
 
     name: str
@@ -333,10 +356,10 @@ def _summarise(value: Any) -> Any:
         return _TensorInfo(tuple(value.shape))
     if isinstance(value, torch.Size):
         return tuple(int(v) for v in value)
-    if isinstance(value, (tuple, list)):
-        return type(value)(_summarise(v) for v in value) if type(value) in (tuple, list) else tuple(
-            _summarise(v) for v in value
-        )
+    if isinstance(value, list):
+        return [_summarise(v) for v in value]
+    if isinstance(value, tuple):  # includes named tuples such as torch.return_types.max
+        return tuple(_summarise(v) for v in value)
     if isinstance(value, dict):
         return {k: _summarise(v) for k, v in value.items()}
     return value
@@ -365,7 +388,7 @@ class _Recorder(fx.Interpreter):
         return result
 
 
-class _preserve_training:
+class _TrainingFlagsRestored:
     """Context manager: restores every submodule's ``training`` flag on exit."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -407,7 +430,7 @@ def _record(
     for shape in candidates:
         recorder = _Recorder(gm)
         try:
-            with _preserve_training(model), torch.no_grad():
+            with _TrainingFlagsRestored(model), torch.no_grad():
                 gm.eval()
                 recorder.run(torch.zeros(shape, device=device, dtype=dtype))
         except Exception as exc:  # a wrong guess of the input size fails in arbitrary ways
@@ -506,7 +529,12 @@ _UNSUPPORTED_3D: tuple[type[nn.Module], ...] = (
     nn.FractionalMaxPool3d,
 )
 
-_POINTWISE_NAMES = frozenset(
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_POINTWISE_NAMES = _words(
     """
     add sub subtract rsub mul multiply div divide true_divide truediv floordiv floor_divide mod remainder
     fmod pow neg negative pos abs absolute and_ or_ xor invert iadd isub imul itruediv ifloordiv
@@ -522,26 +550,29 @@ _POINTWISE_NAMES = frozenset(
     contiguous clone detach detach_ float double half bfloat16 to type type_as cpu cuda
     requires_grad_ channel_shuffle native_channel_shuffle zeros_like ones_like empty_like full_like
     rand_like randn_like sigmoid_ bernoulli bernoulli_ copy_
-    """.split()
+    """
 )
 
-_META_METHODS = frozenset(
+_META_METHODS = _words(
     "size dim numel ndimension nelement stride data_ptr element_size get_device is_contiguous "
-    "is_floating_point".split()
+    "is_floating_point"
 )
-_META_ATTRS = frozenset("shape ndim dtype device is_cuda requires_grad layout is_sparse".split())
+_META_ATTRS = _words("shape ndim dtype device is_cuda requires_grad layout is_sparse")
 
-_REDUCTIONS = frozenset(
+_REDUCTIONS = _words(
     "mean sum amax amin max min std var norm logsumexp prod median nansum nanmean argmax argmin "
-    "all any count_nonzero std_mean var_mean".split()
+    "all any count_nonzero std_mean var_mean"
 )
-_DIM_GLOBAL = frozenset("softmax log_softmax softmin cumsum cumprod cummax cummin normalize".split())
-_VIEWS = frozenset(
-    "view reshape view_as reshape_as squeeze unsqueeze expand expand_as repeat unflatten "
-    "squeeze_ unsqueeze_".split()
+_DIM_GLOBAL = _words("softmax log_softmax softmin cumsum cumprod cummax cummin normalize")
+_VIEWS = _words(
+    "view reshape view_as reshape_as squeeze unsqueeze expand expand_as repeat unflatten squeeze_ unsqueeze_"
 )
-_PERMUTES = frozenset("permute transpose swapaxes swapdims movedim moveaxis".split())
+_PERMUTES = _words("permute transpose swapaxes swapdims movedim moveaxis")
 
+_POOL_FUNCTIONS = _words(
+    "max_pool1d max_pool2d max_pool1d_with_indices max_pool2d_with_indices avg_pool1d avg_pool2d "
+    "lp_pool1d lp_pool2d"
+)
 _INTERP_TAPS = {"nearest": 0, "nearest-exact": 0, "linear": 1, "bilinear": 1, "trilinear": 1, "bicubic": 3}
 
 
@@ -627,19 +658,35 @@ class _Propagator:
         return len(shape) if shape is not None else default
 
     @staticmethod
-    def _bind(node: fx.Node, names: Sequence[str], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-        out = dict(defaults or {})
-        out.update(zip(names, node.args))
-        out.update(node.kwargs)
-        return out
+    def _pos(st: _RF, ndim: int) -> tuple[int, int]:
+        """Non-negative positions of the H and W dimensions in a tensor of rank ``ndim``."""
+        return (ndim + st.axes[0], ndim + st.axes[1])
 
-    def _spatial_dims(self, dim: Any, ndim: int) -> bool:
-        """Whether ``dim`` (int, sequence or None = all) touches one of the two last axes."""
+    def _dims(self, dim: Any, ndim: int) -> list[int] | None:
+        """Normalised dimension list of a ``dim`` argument; None means "all dimensions"."""
         dim = self._value(dim)
         if dim is None:
-            return True
-        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
-        return any(int(d) % ndim >= ndim - 2 for d in dims)
+            return None
+        return [int(d) % ndim for d in (dim if isinstance(dim, (tuple, list)) else (dim,))]
+
+    def _touches_spatial(self, dim: Any, ndim: int, st: _RF) -> bool:
+        dims = self._dims(dim, ndim)
+        return dims is None or bool(set(dims) & set(self._pos(st, ndim)))
+
+    def _std(self, node: fx.Node, st: _RF) -> _RF:
+        """State in (..., H, W) layout, as convolutions, pools and resampling expect it."""
+        if st.is_global or st.axes == (-2, -1):
+            return st
+        if st.axes == (-1, -2):  # a transposed image: swap the per-axis values instead
+            return _RF(st.rf[::-1], st.jump[::-1], st.start[::-1])  # type: ignore[arg-type]
+        raise self._unsupported(node, f"expects (..., H, W) input but the spatial axes are at {st.axes}")
+
+    @staticmethod
+    def _bind(node: fx.Node, names: Sequence[str], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+        out = dict(defaults or {})
+        out.update(zip(names, node.args, strict=False))
+        out.update(node.kwargs)
+        return out
 
     # -- driver ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -648,7 +695,10 @@ class _Propagator:
             if node.op == "output":
                 outs = [self.states.get(n) for n in node.all_input_nodes]
                 outs = [s for s in outs if s is not None]
-                self.output_state = _union(outs) if outs else None
+                try:
+                    self.output_state = _union(outs) if outs else None
+                except UnsupportedOperationError:  # several outputs in different layouts
+                    self.output_state = max(outs, key=lambda s: max(s.rf))
                 continue
             if node.op == "call_module":
                 idx = self.calls.get(str(node.target), 0)
@@ -676,15 +726,18 @@ class _Propagator:
             return _Step(_RF(), "input")
         if node.op == "get_attr" or self._is_meta_only(node):
             return _Step(None, "constant")
-        ins = [self.states.get(n) for n in node.all_input_nodes]
-        live = [s for s in ins if s is not None]
+        live = [s for s in (self.states.get(n) for n in node.all_input_nodes) if s is not None]
         if not live:
             return _Step(None, "constant")
-        base = _union(live)
+        try:
+            base = _union(live)
+        except UnsupportedOperationError as exc:
+            raise self._unsupported(node, str(exc)) from None
         if node.op == "call_module":
             return self._module(node, base)
         name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
-        return self._function(node, base, str(name).lstrip("_") if name != "__getitem__" else "getitem")
+        name = "getitem" if name == "__getitem__" else str(name).lstrip("_")
+        return self._function(node, base, name)
 
     # -- modules -----------------------------------------------------------------------------
     def _module(self, node: fx.Node, base: _RF) -> _Step:
@@ -693,17 +746,20 @@ class _Propagator:
             raise self._unsupported(node, "3-D and fractional layers are not supported")
         if isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d)):
             nd = 1 if isinstance(m, nn.ConvTranspose1d) else 2
-            k, s, p, d = (_hw(v, nd, n) for v, n in zip((m.kernel_size, m.stride, m.padding, m.dilation), (1, 1, 0, 1)))
-            return _Step(_transposed(base, k, s, p, d), "conv_transpose", _max_int(d))
+            k, s, p, d = (
+                _hw(v, nd, n)
+                for v, n in zip((m.kernel_size, m.stride, m.padding, m.dilation), (1, 1, 0, 1), strict=True)
+            )
+            return _Step(_transposed(self._std(node, base), k, s, p, d), "conv_transpose", _max_int(d))
         if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             nd = 1 if isinstance(m, nn.Conv1d) else 2
             k, s, d = (_hw(v, nd, 1) for v in (m.kernel_size, m.stride, m.dilation))
             p = _conv_padding(m.padding, k, d, nd)
-            return _Step(_kernel(base, k, s, p, d), "conv", _max_int(d))
+            return _Step(_kernel(self._std(node, base), k, s, p, d), "conv", _max_int(d))
         if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.LPPool1d, nn.LPPool2d)):
             nd = 1 if isinstance(m, (nn.MaxPool1d, nn.AvgPool1d, nn.LPPool1d)) else 2
-            k, s, p, d = (_hw(v, nd, n) for v, n in zip(_pool_params(m), (1, 1, 0, 1)))
-            return _Step(_kernel(base, k, s, p, d), "pool", _max_int(d))
+            k, s, p, d = (_hw(v, nd, n) for v, n in zip(_pool_params(m), (1, 1, 0, 1), strict=True))
+            return _Step(_kernel(self._std(node, base), k, s, p, d), "pool", _max_int(d))
         if isinstance(
             m, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
         ):
@@ -711,29 +767,32 @@ class _Propagator:
         if isinstance(m, (nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d)):
             return _Step(_GLOBAL, "global_pool")
         if isinstance(m, nn.Upsample):
-            return self._interpolate(node, base, m.size, m.scale_factor, m.mode, m.align_corners)
+            return self._interpolate(node, base, m.scale_factor, m.mode, m.align_corners)
         if isinstance(m, (nn.MaxUnpool1d, nn.MaxUnpool2d)):
             nd = 1 if isinstance(m, nn.MaxUnpool1d) else 2
-            k, s, p = (_hw(v, nd, n) for v, n in zip((m.kernel_size, m.stride, m.padding), (1, 1, 0)))
-            return _Step(_transposed(base, k, s, p, (1, 1), grow=False), "unpool")
+            k, s, p = (
+                _hw(v, nd, n) for v, n in zip((m.kernel_size, m.stride, m.padding), (1, 1, 0), strict=True)
+            )
+            return _Step(_transposed(self._std(node, base), k, s, p, (1, 1), grow=False), "unpool")
         if isinstance(m, nn.PixelShuffle):
             r = m.upscale_factor
-            return _Step(_resample(base, (r, r), (0, 0)), "pixel_shuffle")
+            return _Step(_resample(self._std(node, base), (r, r), (0, 0)), "pixel_shuffle")
         if isinstance(m, nn.PixelUnshuffle):
             r = m.downscale_factor
-            return _Step(_kernel(base, (r, r), (r, r), (0, 0), (1, 1)), "pixel_unshuffle")
+            return _Step(_kernel(self._std(node, base), (r, r), (r, r), (0, 0), (1, 1)), "pixel_unshuffle")
         if isinstance(m, nn.Flatten):
             return self._flatten(node, base, m.start_dim, m.end_dim)
+        if isinstance(m, (nn.Linear, nn.Bilinear)):
+            return self._linear(node, base)
         if isinstance(m, _GLOBAL_MODULES):
-            kind = "linear" if isinstance(m, (nn.Linear, nn.Bilinear)) else "attention"
-            return _Step(_GLOBAL, kind)
+            return _Step(_GLOBAL, "attention")
         if isinstance(m, (nn.Softmax, nn.LogSoftmax, nn.Softmin)):
             dim = 1 if m.dim is None else m.dim
-            return _Step(_GLOBAL, "global") if self._spatial_dims(dim, self._ndim(node.args[0])) else _Step(base)
-        if isinstance(m, nn.GLU):
-            if self._spatial_dims(m.dim, self._ndim(node.args[0])):
-                raise self._unsupported(node, "GLU along a spatial axis halves the image")
+            if self._touches_spatial(dim, self._ndim(node.args[0]), base):
+                return _Step(_GLOBAL, "global")
             return _Step(base)
+        if isinstance(m, nn.GLU):
+            return self._along(node, base, m.dim, "GLU along a spatial axis halves the image")
         if isinstance(m, _POINTWISE_MODULES):
             return _Step(base)
         if isinstance(m, _PAD_MODULES):
@@ -741,34 +800,26 @@ class _Propagator:
         return self._generic(node, base, known_pointwise=False)
 
     # -- functions and methods ---------------------------------------------------------------
-    def _function(self, node: fx.Node, base: _RF, name: str) -> _Step:  # noqa: C901 - a dispatch table
+    def _function(self, node: fx.Node, base: _RF, name: str) -> _Step:
         bind = self._bind
-        if name in ("conv1d", "conv2d"):
-            nd = 1 if name == "conv1d" else 2
-            a = bind(node, ["input", "weight", "bias", "stride", "padding", "dilation", "groups"])
+        if name in ("conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"):
+            nd = 1 if name.endswith("1d") else 2
+            transposed = name.startswith("conv_transpose")
+            names = ["input", "weight", "bias", "stride", "padding"]
+            names += ["output_padding", "groups", "dilation"] if transposed else ["dilation", "groups"]
+            a = bind(node, names)
             w = self._value(a["weight"])
             if not isinstance(w, _TensorInfo):
                 raise self._unsupported(node, "cannot determine the kernel size")
             k = _hw(w.shape[2:], nd, 1)
             s, d = _hw(self._value(a.get("stride", 1)), nd, 1), _hw(self._value(a.get("dilation", 1)), nd, 1)
+            st = self._std(node, base)
+            if transposed:
+                p = _hw(self._value(a.get("padding", 0)), nd, 0)
+                return _Step(_transposed(st, k, s, p, d), "conv_transpose", _max_int(d))
             p = _conv_padding(self._value(a.get("padding", 0)), k, d, nd)
-            return _Step(_kernel(base, k, s, p, d), "conv", _max_int(d))
-        if name in ("conv_transpose1d", "conv_transpose2d"):
-            nd = 1 if name.endswith("1d") else 2
-            a = bind(
-                node, ["input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation"]
-            )
-            w = self._value(a["weight"])
-            if not isinstance(w, _TensorInfo):
-                raise self._unsupported(node, "cannot determine the kernel size")
-            k = _hw(w.shape[2:], nd, 1)
-            s, p, d = (_hw(self._value(a.get(key, dv)), nd, n) for key, dv, n in
-                       (("stride", 1, 1), ("padding", 0, 0), ("dilation", 1, 1)))
-            return _Step(_transposed(base, k, s, p, d), "conv_transpose", _max_int(d))
-        if name in (
-            "max_pool1d", "max_pool2d", "max_pool1d_with_indices", "max_pool2d_with_indices",
-            "avg_pool1d", "avg_pool2d", "lp_pool1d", "lp_pool2d",
-        ):
+            return _Step(_kernel(st, k, s, p, d), "conv", _max_int(d))
+        if name in _POOL_FUNCTIONS:
             nd = 1 if "1d" in name else 2
             if name.startswith("lp_pool"):
                 a = bind(node, ["input", "norm_type", "kernel_size", "stride", "ceil_mode"])
@@ -780,20 +831,20 @@ class _Propagator:
             s = self._value(a.get("stride")) or k
             k, s = _hw(k, nd, 1), _hw(s, nd, 1)
             p, d = _hw(self._value(a.get("padding", 0)), nd, 0), _hw(self._value(a.get("dilation", 1)), nd, 1)
-            return _Step(_kernel(base, k, s, p, d), "pool", _max_int(d))
+            return _Step(_kernel(self._std(node, base), k, s, p, d), "pool", _max_int(d))
         if name.startswith(("adaptive_avg_pool", "adaptive_max_pool")):
-            if name[-2:] == "3d":
+            if name.endswith("3d"):
                 return _Step(_GLOBAL, "global_pool")
             return self._adaptive(node, base)
         if name in ("interpolate", "upsample", "upsample_nearest", "upsample_bilinear"):
-            defaults = {"mode": "nearest", "align_corners": None}
+            a = bind(node, ["input", "size", "scale_factor", "mode", "align_corners"])
+            mode, align = a.get("mode", "nearest"), a.get("align_corners")
             if name == "upsample_bilinear":
-                defaults = {"mode": "bilinear", "align_corners": True}
-            names = ["input", "size", "scale_factor"] + (["mode", "align_corners"] if "_" not in name else [])
-            a = bind(node, names, defaults)
+                mode, align = "bilinear", True
+            elif name == "upsample_nearest":
+                mode, align = "nearest", None
             return self._interpolate(
-                node, base, a.get("size"), a.get("scale_factor"), a["mode"], a["align_corners"],
-                a.get("antialias", False),
+                node, base, a.get("scale_factor"), mode, align, a.get("antialias", False)
             )
         if name in ("max_unpool1d", "max_unpool2d"):
             nd = 1 if "1d" in name else 2
@@ -801,12 +852,14 @@ class _Propagator:
             k = self._value(a["kernel_size"])
             s = self._value(a.get("stride")) or k
             k, s, p = _hw(k, nd, 1), _hw(s, nd, 1), _hw(self._value(a.get("padding", 0)), nd, 0)
-            return _Step(_transposed(base, k, s, p, (1, 1), grow=False), "unpool")
+            return _Step(_transposed(self._std(node, base), k, s, p, (1, 1), grow=False), "unpool")
         if name in ("pixel_shuffle", "pixel_unshuffle"):
-            r = int(self._value(node.args[1] if len(node.args) > 1 else next(iter(node.kwargs.values()))))
+            a = bind(node, ["input", "factor"])
+            r = int(self._value(a.get("factor", a.get("upscale_factor", a.get("downscale_factor")))))
+            st = self._std(node, base)
             if name == "pixel_shuffle":
-                return _Step(_resample(base, (r, r), (0, 0)), "pixel_shuffle")
-            return _Step(_kernel(base, (r, r), (r, r), (0, 0), (1, 1)), "pixel_unshuffle")
+                return _Step(_resample(st, (r, r), (0, 0)), "pixel_shuffle")
+            return _Step(_kernel(st, (r, r), (r, r), (0, 0), (1, 1)), "pixel_unshuffle")
         if name == "pad":
             a = bind(node, ["input", "pad", "mode", "value"])
             return self._pad(node, base, self._value(a["pad"]))
@@ -814,7 +867,7 @@ class _Propagator:
             a = bind(node, ["input", "start_dim", "end_dim"], {"start_dim": 0, "end_dim": -1})
             return self._flatten(node, base, self._value(a["start_dim"]), self._value(a["end_dim"]))
         if name in ("linear", "bilinear"):
-            return _Step(_GLOBAL, "linear")
+            return self._linear(node, base)
         if name in ("scaled_dot_product_attention", "multi_head_attention_forward"):
             return _Step(_GLOBAL, "attention")
         if name == "getitem":
@@ -824,43 +877,34 @@ class _Propagator:
             if attr == "data":
                 return _Step(base)
             if attr in ("T", "mT", "mH", "H"):
-                return _Step(_swap(base), "permute")
+                return self._permute(node, base, "t" if attr == "T" else "transpose_last")
             return self._generic(node, base, known_pointwise=False)
         if name in _REDUCTIONS:
             return self._reduction(node, base, name)
         if name in _DIM_GLOBAL:
-            default_dim = 1 if name in ("normalize", "softmax", "log_softmax", "softmin") else None
-            key = "dim"
             names = ["input", "p", "dim"] if name == "normalize" else ["input", "dim"]
-            a = bind(node, names, {key: default_dim})
-            if self._spatial_dims(a[key], self._ndim(node.args[0])):
+            default = 1 if name in ("normalize", "softmax", "log_softmax", "softmin") else None
+            a = bind(node, names, {"dim": default})
+            if self._touches_spatial(a["dim"], self._ndim(node.args[0]), base):
                 return _Step(_GLOBAL, "global")
             return _Step(base)
         if name in ("cat", "concat", "concatenate", "stack"):
             a = bind(node, ["tensors", "dim"], {"dim": 0})
             tensors = a["tensors"]
             first = tensors[0] if isinstance(tensors, (list, tuple)) and tensors else None
-            ndim = self._ndim(first)
-            dim = int(self._value(a["dim"]))
             if name == "stack":
-                if dim % (ndim + 1) >= ndim - 1:
-                    raise self._unsupported(node, "stacking at or after a spatial axis moves it")
-                return _Step(base)
-            if dim % ndim >= ndim - 2:
-                raise self._unsupported(node, "concatenation along a spatial axis")
-            return _Step(base)
-        if name in ("split", "chunk", "unbind", "tensor_split", "split_with_sizes"):
-            defaults = {"dim": 0}
-            a = bind(node, ["input", "dim"] if name == "unbind" else ["input", "arg", "dim"], defaults)
-            if self._spatial_dims(a["dim"], self._ndim(node.args[0])):
-                raise self._unsupported(node, "splitting along a spatial axis")
-            return _Step(base)
+                return self._insert_dim(node, base, a["dim"], self._ndim(first))
+            return self._along(node, base, a["dim"], "concatenation along a spatial axis", self._ndim(first))
+        if name in ("split", "chunk", "tensor_split", "split_with_sizes"):
+            a = bind(node, ["input", "arg", "dim"], {"dim": 0})
+            return self._along(node, base, a["dim"], "splitting along a spatial axis")
+        if name == "unbind":
+            a = bind(node, ["input", "dim"], {"dim": 0})
+            return self._remove_dims(node, base, a["dim"])
         if name == "glu":
             a = bind(node, ["input", "dim"], {"dim": -1})
-            if self._spatial_dims(a["dim"], self._ndim(node.args[0])):
-                raise self._unsupported(node, "GLU along a spatial axis halves the image")
-            return _Step(base)
-        if name in _PERMUTES or name in ("t",):
+            return self._along(node, base, a["dim"], "GLU along a spatial axis halves the image")
+        if name in _PERMUTES or name == "t":
             return self._permute(node, base, name)
         if name in _VIEWS:
             return self._view(node, base, name)
@@ -868,17 +912,22 @@ class _Propagator:
 
     # -- rules shared by modules and functions -----------------------------------------------
     def _generic(self, node: fx.Node, base: _RF, known_pointwise: bool) -> _Step:
+        """Unknown op: pointwise if it provably keeps the spatial dimensions, else an error."""
         if base.is_global:
             return _Step(base)
         out_shape = self._shape(node)
         in_shapes = [self._shape(n) for n in node.all_input_nodes if self.states.get(n) is not None]
-        if out_shape is not None and all(s is not None for s in in_shapes):
-            same = all(len(s) >= 2 and s[-2:] == out_shape[-2:] for s in in_shapes)  # type: ignore[index]
-            if len(out_shape) >= 2 and same:
+        if out_shape is not None and in_shapes and all(s is not None for s in in_shapes):
+            out_pos = self._pos(base, len(out_shape))
+            keeps = all(
+                len(s) == len(out_shape) and all(s[p] == out_shape[p] for p in out_pos)  # type: ignore[index]
+                for s in in_shapes
+            )
+            if min(out_pos) >= 0 and keeps:
                 return _Step(base)
             raise self._unsupported(
                 node,
-                f"changes the spatial size {[s[-2:] for s in in_shapes]} -> {out_shape[-2:]} "  # type: ignore[index]
+                f"changes the spatial size ({in_shapes} -> {out_shape}) "
                 "and its effect on the receptive field is unknown",
             )
         if known_pointwise:
@@ -887,40 +936,92 @@ class _Propagator:
             node, "unknown operation and no recorded shapes to check that it keeps the spatial size"
         )
 
+    def _along(self, node: fx.Node, base: _RF, dim: Any, why: str, ndim: int | None = None) -> _Step:
+        """Ops acting along one dimension (cat, split, GLU): fine unless it is a spatial one."""
+        if base.is_global:
+            return _Step(base)
+        ndim = self._ndim(node.args[0]) if ndim is None else ndim
+        if self._touches_spatial(dim, ndim, base):
+            raise self._unsupported(node, why)
+        return _Step(base)
+
+    def _insert_dim(self, node: fx.Node, base: _RF, dim: Any, ndim: int) -> _Step:
+        """``unsqueeze`` / ``stack``: a new dimension at ``dim`` of the (ndim+1)-rank result."""
+        if base.is_global:
+            return _Step(base)
+        q = int(self._value(dim)) % (ndim + 1)
+        axes = [a - 1 if ndim + a < q else a for a in base.axes]
+        return _Step(_moved(base, axes), "reshape")
+
+    def _remove_dims(self, node: fx.Node, base: _RF, dim: Any, ndim: int | None = None) -> _Step:
+        """``unbind`` / ``squeeze(dim)`` / reductions without keepdim: drop non-spatial dims."""
+        if base.is_global:
+            return _Step(base)
+        ndim = self._ndim(node.args[0]) if ndim is None else ndim
+        dims = self._dims(dim, ndim)
+        pos = self._pos(base, ndim)
+        if dims is None or set(dims) & set(pos):
+            return _Step(_GLOBAL, "flatten")
+        axes = [a + sum(1 for d in dims if d > p) for a, p in zip(base.axes, pos, strict=True)]
+        return _Step(_moved(base, axes), "reshape")
+
+    def _linear(self, node: fx.Node, base: _RF) -> _Step:
+        """Linear layers mix their last dimension: global on (.., W), pointwise on channels-last."""
+        if base.is_global:
+            return _Step(base, "linear")
+        ndim = self._ndim(node.args[0])
+        if ndim - 1 in self._pos(base, ndim):
+            return _Step(_GLOBAL, "linear")
+        return _Step(base, "linear")
+
     def _pad(self, node: fx.Node, base: _RF, pad: Any) -> _Step:
+        """``F.pad`` / padding modules: pairs (left, right) start at the last dimension."""
+        if base.is_global:
+            return _Step(base, "pad")
         pad = tuple(int(v) for v in pad)
-        left = pad[0] if len(pad) >= 2 else 0
-        top = pad[2] if len(pad) >= 4 else 0
-        return _Step(_shift(base, (-top, -left)), "pad")
+        offsets = []
+        for a in base.axes:
+            pair = -a - 1  # dimension -1 uses pad[0:2], -2 uses pad[2:4] ...
+            offsets.append(-pad[2 * pair] if 2 * pair < len(pad) else 0)
+        return _Step(_shift(base, offsets), "pad")
 
     def _flatten(self, node: fx.Node, base: _RF, start: int, end: int) -> _Step:
+        if base.is_global:
+            return _Step(base, "flatten")
         ndim = self._ndim(node.args[0] if node.args else None)
         start, end = int(start) % ndim, int(end) % ndim
-        if start < end and end >= ndim - 2:
+        if start >= end:
+            return _Step(base, "reshape")
+        pos = self._pos(base, ndim)
+        if any(start <= p <= end for p in pos):
             return _Step(_GLOBAL, "flatten")
-        return _Step(base, "reshape")
+        axes = [a + (end - start) if p > end else a for a, p in zip(base.axes, pos, strict=True)]
+        return _Step(_moved(base, axes), "reshape")
 
     def _adaptive(self, node: fx.Node, base: _RF) -> _Step:
+        """Adaptive pooling: global to 1x1, otherwise its exact windows when shapes are known."""
+        st = self._std(node, base)
         in_shape, out_shape = self._shape(node.args[0]), self._shape(node)
-        if in_shape is None or out_shape is None:
+        if st.is_global or in_shape is None or out_shape is None:
             return _Step(_GLOBAL, "global_pool")
         nd = 1 if len(in_shape) == 3 else 2
         ins, outs = _hw(in_shape[-nd:], nd, 1), _hw(out_shape[-nd:], nd, 1)
         if all(o == 1 for o in outs) and any(i > 1 for i in ins):
             return _Step(_GLOBAL, "global_pool")
-        st = base
         for axis in range(2):
             i, o = int(ins[axis]), int(outs[axis])
             if i == o:
                 continue
-            k, s, p, d = [1, 1], [1, 1], [0, 0], [1, 1]
-            if o < i:  # windows [floor(n*i/o), ceil((n+1)*i/o)) of at most ceil(i/o) (+1) units
+            if o < i:  # windows [floor(n*i/o), ceil((n+1)*i/o)): at most ceil(i/o) (+1) units
+                k: list[Any] = [1, 1]
+                s: list[Any] = [1, 1]
                 k[axis] = -(-i // o) + (0 if i % o == 0 else 1)
-                s[axis] = Fraction(i, o)  # type: ignore[call-overload]
-                st = _kernel(st, k, s, p, d)
+                s[axis] = Fraction(i, o)
+                st = _kernel(st, k, s, (0, 0), (1, 1))
             else:  # replication (upsampling)
-                f, taps = [1, 1], [0, 0]
-                f[axis] = Fraction(o, i)  # type: ignore[call-overload]
+                f: list[Any] = [1, 1]
+                taps = [0, 0]
+                f[axis] = Fraction(o, i)
                 taps[axis] = 0 if o % i == 0 else 1
                 st = _resample(st, f, taps)
         return _Step(st, "adaptive_pool")
@@ -929,12 +1030,12 @@ class _Propagator:
         self,
         node: fx.Node,
         base: _RF,
-        size: Any,
         scale_factor: Any,
         mode: Any,
         align_corners: Any,
         antialias: Any = False,
     ) -> _Step:
+        st = self._std(node, base)
         mode, align_corners = self._value(mode), bool(self._value(align_corners))
         in_shape, out_shape = self._shape(node.args[0]), self._shape(node)
         ndim = len(in_shape) if in_shape is not None else 4
@@ -945,49 +1046,51 @@ class _Propagator:
         if scale_factor is not None:
             factor = _hw(scale_factor, nd, 1)
         elif in_shape is not None and out_shape is not None:
-            factor = _hw(
-                tuple(Fraction(o, i) for o, i in zip(out_shape[-nd:], in_shape[-nd:])), nd, _ONE
-            )
+            ratios = tuple(Fraction(o, i) for o, i in zip(out_shape[-nd:], in_shape[-nd:], strict=True))
+            factor = _hw(ratios, nd, _ONE)
         else:
             raise self._unsupported(node, "interpolation to a size needs recorded shapes; pass input_shape")
-        if mode == "area":
+        if mode == "area":  # adaptive average pooling: ceil(1/f) units when shrinking
             taps = tuple(
-                (math.ceil(1 / _frac(f)) - 1) if _frac(f) < 1 else (0 if _frac(f).denominator == 1 else 1)
+                math.ceil(1 / _frac(f)) - 1 if _frac(f) < 1 else (0 if _frac(f).denominator == 1 else 1)
                 for f in factor
             )
         elif mode in _INTERP_TAPS:
+            # antialiased downsampling widens the (bi)linear / bicubic kernel to (t + 1) / f taps
             t = _INTERP_TAPS[mode]
-            support = 2 * (t + 1) // 2 if t else 0
-            taps = tuple(
-                (math.ceil(support / _frac(f)) - 1) if (self._value(antialias) and t and _frac(f) < 1) else t
-                for f in factor
-            )
+            wide = bool(self._value(antialias)) and t > 0
+            taps = tuple(math.ceil((t + 1) / _frac(f)) - 1 if wide and _frac(f) < 1 else t for f in factor)
         else:
             raise self._unsupported(node, f"unknown interpolation mode {mode!r}")
-        return _Step(_resample(base, factor, taps, align_corners), "upsample")
+        return _Step(_resample(st, factor, taps, align_corners), "upsample")
 
     def _reduction(self, node: fx.Node, base: _RF, name: str) -> _Step:
-        names = ["input", "p", "dim"] if name == "norm" else ["input", "dim"]
-        a = self._bind(node, names, {"dim": None})
+        names = ["input", "p", "dim", "keepdim"] if name == "norm" else ["input", "dim", "keepdim"]
+        a = self._bind(node, names, {"dim": None, "keepdim": False})
         other = a.get("dim")
         if name in ("max", "min") and isinstance(other, fx.Node) and self.states.get(other) is not None:
             return _Step(base)  # elementwise torch.max(a, b)
-        if self._spatial_dims(a["dim"], self._ndim(node.args[0])):
+        ndim = self._ndim(node.args[0])
+        if self._touches_spatial(a["dim"], ndim, base):
             return _Step(_GLOBAL, "global_pool")
-        return _Step(base)
+        if base.is_global or self._value(a.get("keepdim", False)):
+            return _Step(base)
+        return self._remove_dims(node, base, a["dim"], ndim)
 
     def _view(self, node: fx.Node, base: _RF, name: str) -> _Step:
+        """Reshapes: spatial layout kept if the dims from H onwards survive, else global."""
         if base.is_global:
             return _Step(base, "reshape")
+        ndim = self._ndim(node.args[0])
+        dim = self._bind(node, ["input", "dim"]).get("dim")
+        if name.startswith("unsqueeze"):
+            return self._insert_dim(node, base, dim, ndim)
+        if name.startswith("squeeze") and dim is not None:
+            return self._remove_dims(node, base, dim, ndim)
         in_shape, out_shape = self._shape(node.args[0]), self._shape(node)
         if in_shape is not None and out_shape is not None:
-            if len(in_shape) >= 2 and len(out_shape) >= 2 and in_shape[-2:] == out_shape[-2:]:
-                return _Step(base, "reshape")
-            return _Step(_GLOBAL, "flatten")
-        if name in ("unsqueeze", "unsqueeze_", "squeeze", "squeeze_") and len(node.args) > 1:
-            dim, ndim = int(self._value(node.args[1])), 4
-            limit = ndim if name.startswith("unsqueeze") else ndim - 2
-            if (dim % (ndim + 1) if name.startswith("unsqueeze") else dim % ndim) < limit - 1:
+            tail = in_shape[min(self._pos(base, ndim)) :]
+            if len(out_shape) >= len(tail) and tuple(out_shape[len(out_shape) - len(tail) :]) == tuple(tail):
                 return _Step(base, "reshape")
         return _Step(_GLOBAL, "flatten")
 
@@ -995,76 +1098,75 @@ class _Propagator:
         if base.is_global:
             return _Step(base, "permute")
         ndim = self._ndim(node.args[0])
-        perm = list(range(ndim))
+        perm = list(range(ndim))  # output dimension i comes from input dimension perm[i]
         args = [self._value(a) for a in node.args[1:]] + [self._value(v) for v in node.kwargs.values()]
         if name == "permute":
             dims = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
             perm = [int(d) % ndim for d in dims]
         elif name == "t":
             perm = perm[::-1]
+        elif name == "transpose_last":
+            perm[-2], perm[-1] = perm[-1], perm[-2]
         elif name in ("transpose", "swapaxes", "swapdims"):
             a, b = (int(x) % ndim for x in args[:2])
             perm[a], perm[b] = perm[b], perm[a]
-        else:  # movedim
+        else:  # movedim / moveaxis
             src, dst = args[:2]
             src = [int(s) % ndim for s in (src if isinstance(src, (tuple, list)) else [src])]
             dst = [int(d) % ndim for d in (dst if isinstance(dst, (tuple, list)) else [dst])]
-            rest = [d for d in range(ndim) if d not in src]
             perm = [-1] * ndim
-            for s_, d_ in zip(src, dst):
+            for s_, d_ in zip(src, dst, strict=True):
                 perm[d_] = s_
-            it = iter(rest)
-            perm = [p if p >= 0 else next(it) for p in perm]
-        last = (perm[-2], perm[-1])
-        if last == (ndim - 2, ndim - 1):
-            return _Step(base, "permute")
-        if last == (ndim - 1, ndim - 2):
-            return _Step(_swap(base), "permute")
-        raise self._unsupported(node, "moves a spatial axis away from the last two positions")
+            rest = iter(d for d in range(ndim) if d not in src)
+            perm = [p if p >= 0 else next(rest) for p in perm]
+        axes = [perm.index(p) - ndim for p in self._pos(base, ndim)]
+        return _Step(_moved(base, axes), "permute")
 
     def _getitem(self, node: fx.Node, base: _RF) -> _Step:
         src, idx = node.args[0], node.args[1]
         src_meta = self.meta.get(src) if (self.meta is not None and isinstance(src, fx.Node)) else None
-        if isinstance(src_meta, (tuple, list, dict)):
+        if base.is_global or isinstance(src_meta, (tuple, list, dict)):
             return _Step(base)  # element of a tuple output (max-pool indices, split, chunk ...)
         if isinstance(idx, fx.Node) and self.states.get(idx) is not None:
             return self._generic(node, base, known_pointwise=False)  # advanced (tensor) indexing
         idx = self._value(idx)
-        if isinstance(idx, int):
-            return _Step(base)  # tuple element or batch/channel index: spatial axes stay last
         items = list(idx) if isinstance(idx, tuple) else [idx]
         shape = self._shape(src)
         ndim = len(shape) if shape is not None else 4
         if any(it is Ellipsis for it in items):
-            pos = next(i for i, it in enumerate(items) if it is Ellipsis)
+            at = next(i for i, it in enumerate(items) if it is Ellipsis)
             consumed = sum(1 for it in items if it is not None and it is not Ellipsis)
-            items = items[:pos] + [slice(None)] * (ndim - consumed) + items[pos + 1 :]
-        per_dim: list[Any] = []
-        inserted_after_spatial = False
+            items = items[:at] + [slice(None)] * (ndim - consumed) + items[at + 1 :]
+        out_dims: list[int | None] = []  # input dimension behind each output dimension (None: new)
+        per_dim: dict[int, Any] = {}
+        d = 0
         for it in items:
             if it is None:
-                if len(per_dim) >= ndim - 2:
-                    inserted_after_spatial = True
+                out_dims.append(None)
                 continue
-            per_dim.append(it)
-        per_dim += [slice(None)] * (ndim - len(per_dim))
+            per_dim[d] = it
+            if not isinstance(it, int):
+                out_dims.append(d)
+            d += 1
+        out_dims += list(range(d, ndim))
         offset, step = [0, 0], [1, 1]
-        for axis, item in enumerate(per_dim[ndim - 2 : ndim]):
+        pos = self._pos(base, ndim)
+        for axis, p in enumerate(pos):
+            item = per_dim.get(p, slice(None))
             if not isinstance(item, slice):
                 raise self._unsupported(node, "indexing a spatial axis with an integer or tensor")
-            st, stp = item.start, 1 if item.step is None else int(item.step)
-            if stp <= 0:
+            first, stride = item.start, 1 if item.step is None else int(item.step)
+            if stride <= 0:
                 raise self._unsupported(node, "non-positive slice step")
-            if st is None:
-                st = 0
-            elif int(st) < 0:
+            if first is None:
+                first = 0
+            elif int(first) < 0:
                 if shape is None:
                     raise self._unsupported(node, "negative slice start needs recorded shapes")
-                st = slice(st, None, stp).indices(shape[ndim - 2 + axis])[0]
-            offset[axis], step[axis] = int(st), stp
-        if inserted_after_spatial:
-            raise self._unsupported(node, "inserting an axis after the spatial axes")
-        return _Step(_shift(base, offset, step), "slice")
+                first = slice(first, None, stride).indices(shape[p])[0]
+            offset[axis], step[axis] = int(first), stride
+        axes = [out_dims.index(p) - len(out_dims) for p in pos]
+        return _Step(_moved(_shift(base, offset, step), axes), "slice")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1138,11 +1240,21 @@ def analyze_receptive_field(
         if node.op == "call_module":
             name, type_name = str(node.target), type(prop.modules[str(node.target)]).__name__
         else:
-            target_name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+            target_name = (
+                node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+            )
             name, type_name = node.name, str(target_name)
         shape = prop._shape(node)
-        rec = _layer(name, step.kind, type_name, step.state, step.dilation, shape, prop.node_call.get(node, 0),
-                     node.name)
+        rec = _layer(
+            name,
+            step.kind,
+            type_name,
+            step.state,
+            step.dilation,
+            shape,
+            prop.node_call.get(node, 0),
+            node.name,
+        )
         nodes[node.name] = rec
         if step.kind in _ROW_KINDS and node.op in ("call_module", "call_function", "call_method"):
             rows.append(rec)
@@ -1181,7 +1293,12 @@ def receptive_field(
     *,
     leaf_modules: Sequence[type[nn.Module]] = (),
 ) -> int | float:
-    """Theoretical receptive field of the model's output (max over H/W; ``math.inf`` if global)."""
+    """Theoretical receptive field of the model's output (max over H/W; ``math.inf`` if global).
+
+    For tuple / dict outputs it is the union over all output tensors.  Receptive fields are per
+    spatial position over all channels, so channel-selective rearrangements (``pixel_unshuffle``
+    followed by ``pixel_shuffle``) are over-estimated.
+    """
     return analyze_receptive_field(model, input_shape, leaf_modules=leaf_modules).rf
 
 
@@ -1297,7 +1414,7 @@ def effective_receptive_field(
     samples = n_samples if input_mode == "random" else 1
     total = torch.zeros(tuple(input_shape[2:]), dtype=torch.float64)
     index: tuple[int, ...] = ()
-    with _preserve_training(model), torch.enable_grad():
+    with _TrainingFlagsRestored(model), torch.enable_grad():
         probe.eval()
         for _ in range(samples):
             if input_mode == "random":
@@ -1375,8 +1492,14 @@ def save_erf_heatmap(erf: ERF, path: str | Path, *, title: str | None = None, dp
             top, left, bottom, right = box
             ax.add_patch(
                 Rectangle(
-                    (left - 0.5, top - 0.5), right - left + 1, bottom - top + 1,
-                    fill=False, edgecolor=colour, linestyle=style, linewidth=1.2, label=label,
+                    (left - 0.5, top - 0.5),
+                    right - left + 1,
+                    bottom - top + 1,
+                    fill=False,
+                    edgecolor=colour,
+                    linestyle=style,
+                    linewidth=1.2,
+                    label=label,
                 )
             )
     if erf.bbox is not None:
@@ -1387,10 +1510,3 @@ def save_erf_heatmap(erf: ERF, path: str | Path, *, title: str | None = None, dp
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=dpi)
     return path
-
-
-def _iter_nodes(gm: fx.GraphModule) -> Iterator[fx.Node]:  # pragma: no cover - debugging aid
-    yield from gm.graph.nodes
-
-
-_ = operator  # operator functions are matched by name (``add``, ``getitem`` ...)

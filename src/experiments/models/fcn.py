@@ -1,0 +1,117 @@
+"""``fcn``: the ``cnn`` classifier convolutionalised into a segmenter (Long et al. 2015).
+
+The encoder is the very ``Encoder`` the classifier uses; the fully connected layers become
+convolutions (fc6: a k x k conv over the last pooled map, fc7: 1x1), a 1x1 conv scores every class at
+every position, and the ``upsampling`` group brings the score map back to the input size. So the
+network outputs a labelled map instead of a probability, which is the whole idea of the paper.
+
+``variant`` fuses skip scores as the paper does: ``32s`` upsamples the last pool's scores in one go;
+``16s`` first upsamples them one pooling step, adds 1x1-conv scores of the previous pool's output, and
+upsamples the sum; ``8s`` does this for two earlier pools. With VGG-16's five pools the names are the
+output strides (32, 16, 8); here they name the number of fused pools (0, 1, 2), and the strides are
+``2**stages`` divided by 1, 2, 4 — with the default three stages on 64 px images that is 8, 4 and 2,
+the same fraction of the image as FCN-8s's stride 8 on 256 px crops.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from experiments.layers.activation import ActivationFactory
+from experiments.layers.pooling import PoolingFactory
+from experiments.layers.upsampling import UpsamplingFactory
+from experiments.models.encoder import ConvBlock, Encoder
+
+#: variant -> how many earlier pools contribute skip scores
+VARIANTS = {"32s": 0, "16s": 1, "8s": 2}
+
+
+def run_stages(encoder: Encoder, x: torch.Tensor, with_indices: bool) -> tuple[list, list, list]:
+    """Run the encoder stage by stage; return every pool's output, its indices and its input size.
+
+    Segmenters need what ``Encoder.forward`` throws away: the skips, and where each max-pool found its
+    maxima. Indexing the pool's (output, indices) pair instead of unpacking it keeps the model
+    ``torch.fx``-traceable for the receptive-field diagnostics.
+    """
+    outputs, indices, sizes = [], [], []
+    for stage in encoder.stages:
+        x = stage.convs(x)
+        sizes.append(x.shape[-2:])
+        pooled = stage.pool(x)
+        if with_indices:
+            x = pooled[0]
+            indices.append(pooled[1])
+        else:
+            x = pooled
+            indices.append(None)
+        outputs.append(x)
+    return outputs, indices, sizes
+
+
+class FCN(nn.Module):
+    """Encoder -> fc6 (k x k conv) -> fc7 (1x1) -> class scores -> skip fusion -> upsampled to the input."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        act_layer: ActivationFactory,
+        pool_layer: PoolingFactory,
+        upsample_layer: UpsamplingFactory,
+        stages: int = 3,
+        convs_per_stage: int = 2,
+        width: int = 32,
+        growth: float = 2.0,
+        kernel_size: int = 3,
+        norm: str = "batch",
+        max_width: int = 512,
+        fc_width: int = 128,
+        fc_kernel: int = 3,
+        dropout: float = 0.0,
+        variant: str = "8s",
+    ) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown FCN variant {variant!r}; choose one of {list(VARIANTS)}")
+        skips = VARIANTS[variant]
+        if skips > stages - 1:
+            raise ValueError(f"FCN-{variant} fuses {skips} earlier pools, so it needs at least {skips + 1} stages")
+        self.with_indices = upsample_layer.needs_indices
+        self.encoder = Encoder(
+            in_channels, act_layer, pool_layer, stages, convs_per_stage, width, growth, kernel_size, norm,
+            max_width, return_indices=self.with_indices,
+        )
+        widths, factor = self.encoder.widths, pool_layer.factor
+        # the classifier's fully connected layers, as convolutions (dropout as in VGG's fc6/fc7)
+        self.head = nn.Sequential(
+            ConvBlock(self.encoder.out_channels, fc_width, act_layer, fc_kernel, norm),
+            nn.Dropout2d(dropout),
+            ConvBlock(fc_width, fc_width, act_layer, 1, norm),
+            nn.Dropout2d(dropout),
+        )
+        self.score = nn.Conv2d(fc_width, num_classes, 1)
+        # fusion j (1..skips) goes from pool S-j to pool S-j-1 and adds that pool's 1x1 scores
+        self.fuse_up = nn.ModuleList(
+            upsample_layer.path(num_classes, [factor], [widths[stages - j]]) for j in range(1, skips + 1)
+        )
+        self.skip_scores = nn.ModuleList(
+            nn.Conv2d(widths[stages - j - 1], num_classes, 1) for j in range(1, skips + 1)
+        )
+        # then undo the remaining pools (stages S-skips-1 .. 0) back to the input size
+        remaining = stages - skips
+        self.final_up = upsample_layer.path(
+            num_classes, [factor] * remaining, [widths[i] for i in reversed(range(remaining))]
+        )
+        self.skips = skips
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs, indices, sizes = run_stages(self.encoder, x, self.with_indices)
+        depth = len(outputs)
+        score = self.score(self.head(outputs[-1]))
+        for j in range(1, self.skips + 1):
+            i = depth - j  # the pool being undone
+            score = self.fuse_up[j - 1](score, [sizes[i]], [indices[i]])
+            score = score + self.skip_scores[j - 1](outputs[i - 1])
+        rest = range(depth - self.skips - 1, -1, -1)
+        return self.final_up(score, [sizes[i] for i in rest], [indices[i] for i in rest])

@@ -1,0 +1,96 @@
+"""Hydra callbacks for multiruns: the sweep's exit status says whether every job completed.
+
+Why this exists: ``experiments.train`` lets a failing job *return* in multirun mode (so Hydra carries on
+with the rest of the grid, whatever the launcher), which would leave a sweep with failures ending in
+status 0. :class:`SweepStatus` reads every job's ``metrics.json`` once all jobs have returned, prints one
+line per failed job and exits non-zero. It reads files only (no torch import), so it costs nothing.
+
+Registered in ``conf/train.yaml`` under ``hydra.callbacks``; Hydra calls ``on_multirun_*`` in the
+launching process even when the jobs ran in joblib workers or on a Slurm cluster.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from experiments.reporting.runs import COMPLETED, HYDRA_DIR, OVERRIDES_FILE, find_run_dirs, load_run
+
+#: exit status of a sweep in which at least one job failed or did not finish
+EXIT_FAILED_JOBS = 1
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """One job of the sweep as its run dir tells it."""
+
+    name: str  # the job dir relative to the sweep dir: the job number with the default subdir
+    overrides: list[str]
+    completed: bool
+    error: str | None
+
+    def line(self) -> str:
+        """``failed job 3 [activation=sigmoid seed=1]: RuntimeError: ...`` -- one line, no traceback."""
+        label = " ".join(self.overrides)
+        return f"failed job {self.name} [{label}]: {self.error or 'no error recorded'}"
+
+
+def _stamp(run_dir: Path) -> int | None:
+    """When Hydra last (re)wrote the job's ``.hydra/overrides.yaml``, i.e. when that job last started."""
+    path = run_dir / HYDRA_DIR / OVERRIDES_FILE
+    return path.stat().st_mtime_ns if path.is_file() else None
+
+
+def _snapshot(sweep_dir: Path) -> dict[Path, int | None]:
+    return {run: _stamp(run) for run in find_run_dirs(sweep_dir)} if sweep_dir.is_dir() else {}
+
+
+def sweep_outcomes(sweep_dir: Path, before: dict[Path, int | None] | None = None) -> list[JobOutcome]:
+    """The jobs under ``sweep_dir``, in launch order; with ``before`` (a snapshot taken when the sweep
+    started) only the jobs this sweep started, so a reused sweep dir's old jobs are not blamed again."""
+    before = before or {}
+    outcomes = []
+    for run_dir in find_run_dirs(sweep_dir) if sweep_dir.is_dir() else []:
+        if run_dir in before and before[run_dir] == _stamp(run_dir):
+            continue
+        run = load_run(run_dir)
+        name = run_dir.relative_to(sweep_dir).as_posix() if run_dir != sweep_dir else run_dir.name
+        outcomes.append(JobOutcome(name, run.overrides, run.status == COMPLETED, run.error))
+    return outcomes
+
+
+class SweepStatus(Callback):
+    """Exit non-zero at the end of a multirun when any job failed, naming each failed job on one line."""
+
+    def __init__(self, exit_code: int = EXIT_FAILED_JOBS) -> None:
+        self.exit_code = exit_code
+        self._sweep_dir: Path | None = None
+        self._before: dict[Path, int | None] = {}
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._sweep_dir = Path(str(config.hydra.sweep.dir))
+        self._before = _snapshot(self._sweep_dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = self._sweep_dir or Path(str(config.hydra.sweep.dir))
+        outcomes = sweep_outcomes(sweep_dir, self._before)
+        failed = [job for job in outcomes if not job.completed]
+        done = len(outcomes) - len(failed)
+        print(f"sweep {sweep_dir}: {done} of {len(outcomes)} jobs completed", flush=True)
+        print(f"compare them: python -m experiments.report {sweep_dir}", flush=True)
+        if not outcomes:
+            print(f"error: no job wrote a run dir under {sweep_dir}", file=sys.stderr, flush=True)
+            sys.exit(self.exit_code)
+        if failed:
+            for job in failed:
+                print(job.line(), file=sys.stderr)
+            names = ", ".join(job.name for job in failed)
+            print(f"error: {len(failed)} of {len(outcomes)} jobs failed (jobs {names})", file=sys.stderr, flush=True)
+            # SystemExit passes through Hydra's callback wrapper (it only catches Exception) and Hydra's
+            # run_and_report, so the shell sees the status without a traceback.
+            sys.exit(self.exit_code)
