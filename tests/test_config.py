@@ -10,7 +10,10 @@ from tests.conftest import run_cli
 from experiments.config import compose, conf_dir
 from experiments.validation import ConfigError, validate
 
-GROUPS = ["activation", "pooling", "init", "loss", "optimizer", "scheduler", "trainer", "logger", "model", "data"]
+GROUPS = [
+    "activation", "pooling", "init", "loss", "optimizer", "scheduler", "trainer", "logger", "model", "data",
+    "diagnostics",
+]
 
 
 def options(group: str) -> list[str]:

@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from experiments.config import conf_dir
+from experiments.diagnostics.errors import TrainingDiverged
 from experiments.validation import ConfigError
 
 
@@ -27,22 +28,36 @@ def _multirun_job() -> str | None:
     return f"{job.num} [{' '.join(HydraConfig.get().overrides.task)}]"
 
 
+def _resume_hint(cfg: DictConfig, job: str | None) -> str:
+    """The command that continues what was interrupted (the run, or the whole sweep)."""
+    if job is None:
+        return f"resume with: python -m experiments.train resume=true hydra.run.dir={cfg.run_dir}"
+    from hydra.core.hydra_config import HydraConfig
+
+    return f"resume the sweep with the same -m command plus: resume=true hydra.sweep.dir={HydraConfig.get().sweep.dir}"
+
+
 @hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     """Train one configuration; returns the objective a sweeper (optuna) maximises: the last epoch's
     ``val/acc`` (classification) or ``val/miou`` (segmentation), None when the run failed or diverged."""
+    from experiments.signals import RunInterrupted
     from experiments.training import train
 
     job = _multirun_job()
     try:
         record = train(cfg)
+    except RunInterrupted as err:  # SIGINT/SIGTERM ends the whole process, sweep included: 128 + signal number
+        print(f"interrupted: {err}\n{_resume_hint(cfg, job)}", file=sys.stderr, flush=True)
+        sys.exit(err.exit_code)
     except Exception as err:
-        if job is None and not isinstance(err, ConfigError):
+        expected = isinstance(err, (ConfigError, TrainingDiverged))  # one-sentence messages, no traceback
+        if job is None and not expected:
             raise
-        message = str(err) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}".splitlines()[0]
+        message = str(err) if expected else f"{type(err).__name__}: {err}".splitlines()[0]
         if job is None:
             print(f"error: {message}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(2 if isinstance(err, ConfigError) else 1)  # 1: the run started and diverged
         # In a sweep one bad job must not stop the others: its metrics.json says "failed" (written by
         # train), the sweep's SweepStatus callback exits non-zero at the end, and optuna marks it failed.
         print(f"job {job} failed: {message}", file=sys.stderr, flush=True)
@@ -50,7 +65,8 @@ def main(cfg: DictConfig) -> float | None:
         return None
     metrics = record.get("metrics", {})
     shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if v is not None and k.startswith(("val/", "test/")))
-    print(f"run dir: {record['run_dir']}\n{shown}")
+    skipped = " (already completed; skipped)" if record.get("skipped") else ""  # resume=true on a finished run
+    print(f"run dir: {record['run_dir']}{skipped}\n{shown}")
     monitor = "val/miou" if record["task"] == "segmentation" else "val/acc"
     return metrics.get(monitor)
 

@@ -82,24 +82,41 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     Whatever stops a run (a config mistake, a crash while building or fitting) leaves a "failed" record
     with the one-line reason before the error propagates, so a sweep's report can list every job."""
+    from experiments import resume
+
     run_dir = Path(cfg.run_dir)
     started = time.perf_counter()
-    choices, overrides = group_choices(cfg), task_overrides(cfg)
+    choices, overrides = group_choices(cfg), resume.recordable(task_overrides(cfg))
     record: dict[str, Any] = {
         "status": "running", "error": None, "task": cfg.data.task, "choices": choices, "overrides": overrides,
         "seed": cfg.seed, "run_dir": str(run_dir),
     }
     try:
         validate(cfg)
+        plan = resume.plan(cfg, overrides, choices)  # fresh start, continue from a checkpoint, or skip
     except ConfigError as err:
         record.update(status="failed", error=str(err), wall_time_s=0.0)
-        _write_failed_record(run_dir / "metrics.json", record)
+        if not (cfg.get("resume") and (run_dir / "metrics.json").exists()):  # never clobber the run being resumed
+            _write_failed_record(run_dir / "metrics.json", record)
         raise
+    if plan.completed is not None:
+        log.info("%s already completed; skipped (resume=true)", run_dir)
+        resume.restore_hydra_record(run_dir, plan.completed.get("overrides") or [])
+        return {**plan.completed, "skipped": True}
+    cfg, choices, overrides = plan.cfg, plan.choices, plan.overrides
+    record.update(task=cfg.data.task, choices=choices, overrides=overrides, seed=cfg.seed)
+    earlier_wall_time = 0.0
+    if plan.resuming:
+        record.update(resumed_from=str(plan.checkpoint), resumes=int(plan.previous.get("resumes", 0)) + 1)
+        earlier_wall_time = float(plan.previous.get("wall_time_s") or 0.0)
 
     import lightning as L
 
     from experiments import instantiate as build
+    from experiments.checkpoints import SafeCheckpointIO, verify_resumable
     from experiments.outputs import write_json
+    from experiments.resume_state import ResumeState
+    from experiments.signals import GracefulStop, RunInterrupted
 
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
@@ -109,27 +126,49 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         datamodule = build.build_datamodule(cfg)
         task = build.build_task(cfg)
+        if plan.checkpoint is not None:  # weights-only, matching network, full training state; before any write
+            verify_resumable(plan.checkpoint, task)
         logger = build.build_logger(cfg)
         callbacks = build.build_callbacks(cfg, task, run_dir)
-        trainer = build.build_trainer(cfg, callbacks, logger)
-        record["params"] = sum(p.numel() for p in task.network.parameters())
+        # interrupt handling and exact mid-epoch resume (ResumeState first: a stop checkpoint must include it)
+        callbacks += [ResumeState(), GracefulStop(run_dir / "checkpoints" / "last.ckpt")]
+        trainer = build.build_trainer(cfg, callbacks, logger, plugins=[SafeCheckpointIO()])
+        record.update(params=sum(p.numel() for p in task.network.parameters()), world_size=trainer.world_size)
         if trainer.is_global_zero:
+            resume.snapshot(cfg, run_dir)
+            if plan.resuming:
+                resume.restore_hydra_record(run_dir, overrides)
             write_json(run_dir / "metrics.json", record)
-        final, best = fit_and_test(trainer, task, datamodule)
-    except Exception as err:  # the run dir must say why it stopped; the caller decides what to do next
-        record.update(status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0],
-                      wall_time_s=round(time.perf_counter() - started, 2))
+        final, best = fit_and_test(trainer, task, datamodule, ckpt_path=plan.checkpoint)
+    except RunInterrupted as err:  # SIGINT/SIGTERM: checkpoint written at a batch end; resume=true continues
+        record.update(status="interrupted", error=str(err), checkpoint=str(err.checkpoint or "") or None,
+                      wall_time_s=round(earlier_wall_time + time.perf_counter() - started, 2))
         record.update(run_summaries(callbacks))
         if trainer is None or trainer.is_global_zero:
+            write_json(run_dir / "metrics.json", record)
+        raise
+    except (KeyboardInterrupt, SystemExit) as err:  # a second signal, or Lightning's own SIGTERM exit
+        record.update(status="interrupted", error=f"aborted ({type(err).__name__}) without a new checkpoint",
+                      wall_time_s=round(earlier_wall_time + time.perf_counter() - started, 2))
+        if trainer is not None and trainer.is_global_zero:
+            write_json(run_dir / "metrics.json", record)
+        raise
+    except Exception as err:  # the run dir must say why it stopped; the caller decides what to do next
+        record.update(status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0],
+                      wall_time_s=round(earlier_wall_time + time.perf_counter() - started, 2))
+        record.update(run_summaries(callbacks))
+        # a resume that fails before training (e.g. a bad checkpoint) leaves the earlier run's record alone
+        if (trainer is None and not plan.previous) or (trainer is not None and trainer.is_global_zero):
             write_json(run_dir / "metrics.json", record)
         raise
 
     record.update(
         status="completed",
         metrics=final,
-        wall_time_s=round(time.perf_counter() - started, 2),
+        wall_time_s=round(earlier_wall_time + time.perf_counter() - started, 2),
         best_checkpoint=best,
         epochs=trainer.current_epoch,
+        **data_stats(datamodule),
     )
     record.update(run_summaries(callbacks))
     if trainer.is_global_zero:
@@ -152,20 +191,32 @@ def _write_failed_record(path: Path, record: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def fit_and_test(trainer: Any, task: Any, datamodule: Any) -> tuple[dict[str, float | None], str]:
-    """Fit, then test the best checkpoint; returns the final metrics and the best checkpoint's path."""
+def fit_and_test(
+    trainer: Any, task: Any, datamodule: Any, ckpt_path: str | Path | None = None,
+) -> tuple[dict[str, float | None], str]:
+    """Fit (continuing from ``ckpt_path`` when given), then test the best checkpoint; returns the final metrics
+    and the best checkpoint's path. Checkpoints load weights-only (see checkpoints.py)."""
+    from experiments.checkpoints import load_weights
     from experiments.outputs import epoch_metrics
 
-    trainer.fit(task, datamodule=datamodule)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     final = epoch_metrics(trainer.callback_metrics)
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None else ""
-    tested = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    if best:  # not test(ckpt_path=best): that also rolls callback states (the history) back to the best epoch
+        load_weights(task, best)
+    tested = trainer.test(task, datamodule=datamodule, verbose=False)
     final.update(epoch_metrics(tested[0] if tested else {}))
     if checkpoint is not None and checkpoint.best_model_score is not None:
         split, name = task.monitor.split("/", 1)
         final[f"{split}/best_{name}"] = float(checkpoint.best_model_score)
     return final, best
+
+
+def data_stats(datamodule: Any) -> dict[str, Any]:
+    """The training split's per-channel mean/std, so that ``evaluate --predict`` normalises new images the same way."""
+    mean, std = getattr(datamodule, "mean", None), getattr(datamodule, "std", None)
+    return {"data_stats": {"mean": list(mean), "std": list(std)}} if mean and std else {}
 
 
 def run_summaries(callbacks: list) -> dict[str, Any]:

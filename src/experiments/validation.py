@@ -148,6 +148,189 @@ def _check_norm(cfg: DictConfig) -> None:
                  "use model.norm=batch or model.norm=none")
 
 
+#: diagnostics knobs (conf/diagnostics) -> smallest allowed integer
+_DIAGNOSTIC_INTS = {"interval": 1, "every_n_steps": 1, "figure_every_n_epochs": 0, "max_histogram_values": 1}
+
+
+def _check_diagnostics(cfg: DictConfig) -> None:
+    """Intervals are whole steps >= 1 (0 would divide by zero); the divergence threshold must be positive."""
+    for name, node in (cfg.get("diagnostics") or {}).items():
+        if not isinstance(node, DictConfig):
+            continue
+        for knob, minimum in _DIAGNOSTIC_INTS.items():
+            if knob in node:
+                _positive_int(cfg, f"diagnostics.{name}.{knob}", minimum)
+        if node.get("max_grad_norm") is not None:
+            limit = node.max_grad_norm
+            _require(isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit > 0,
+                     f"diagnostics.{name}.max_grad_norm", limit, "the exploding-gradient threshold must be positive",
+                     f"use e.g. diagnostics.{name}.max_grad_norm=1e4, or null to stop on non-finite values only")
+
+
+# -- run-level checks: schedule, data sizes vs batch, trainer and DDP, resume --------------------------------
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_scheduler(cfg: DictConfig) -> None:
+    """Milestones are fractions of the run; factors keep the rate positive and below its peak."""
+    sched = cfg.get("scheduler")
+    if not isinstance(sched, DictConfig):
+        return
+    if "milestones" in sched:
+        m = list(sched.milestones) if isinstance(sched.milestones, ListConfig) else None
+        ok = bool(m) and all(_number(f) and 0 < f < 1 for f in m) and all(m[i] < m[i + 1] for i in range(len(m) - 1))
+        _require(ok, "scheduler.milestones", sched.milestones,
+                 "milestones are fractions of the run strictly between 0 and 1, in increasing order",
+                 "use e.g. scheduler.milestones=[0.5,0.75]")
+    if "gamma" in sched:
+        g = sched.gamma
+        _require(_number(g) and 0 < g <= 1, "scheduler.gamma", g,
+                 "the rate is multiplied by gamma at each milestone, so it must lie in (0, 1]",
+                 "use e.g. scheduler.gamma=0.1")
+    if "eta_min" in sched:
+        eta, lr = sched.eta_min, OmegaConf.select(cfg, "optimizer.lr")
+        _require(_number(eta) and 0 <= eta < lr, "scheduler.eta_min", eta,
+                 f"the cosine floor must lie in [0, optimizer.lr={lr})", "use e.g. scheduler.eta_min=0")
+    if "div_factor" in sched:
+        d = sched.div_factor
+        _require(_number(d) and d >= 1, "scheduler.div_factor", d,
+                 "one-cycle warms up from optimizer.lr/div_factor, so a factor below 1 would start above the peak",
+                 "use e.g. scheduler.div_factor=25")
+
+
+_ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+_PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true")
+
+
+def _device_count(devices: Any) -> int | None:
+    """Processes/devices the config asks for; None when decided at run time (auto, -1) or not a count at all."""
+    if isinstance(devices, bool):
+        return None
+    if isinstance(devices, int):
+        return devices if devices >= 0 else None
+    if isinstance(devices, ListConfig):
+        return len(devices) if all(isinstance(d, int) and d >= 0 for d in devices) else 0
+    if isinstance(devices, str) and devices.replace(",", "").strip().isdigit():
+        parts = [d for d in devices.split(",") if d.strip()]
+        return len(parts) if "," in devices else int(devices)
+    return None
+
+
+def _strategy(trainer: DictConfig) -> str:
+    """``ddp``, ``ddpstrategy`` (a ``_target_``), ``auto``... lower-cased, for the DDP checks."""
+    strategy = trainer.get("strategy", "auto")
+    if isinstance(strategy, DictConfig):
+        return _target(strategy).rsplit(".", 1)[-1].lower()
+    return str(strategy).lower()
+
+
+def _processes(cfg: DictConfig) -> int:
+    """How many training processes share the data (DDP with a known device count), else 1."""
+    trainer = cfg.get("trainer")
+    if not isinstance(trainer, DictConfig) or not _strategy(trainer).startswith("ddp"):
+        return 1
+    return _device_count(trainer.get("devices")) or 1
+
+
+def _hydra_mode(cfg: DictConfig) -> str | None:
+    """``RUN`` or ``MULTIRUN`` under the CLI (Hydra's record), None when composed without Hydra (tests, API)."""
+    node = cfg.get("hydra") if "hydra" in cfg else None
+    if isinstance(node, DictConfig) and node.get("mode") is not None:
+        return str(node.mode).rsplit(".", 1)[-1]
+    from hydra.core.hydra_config import HydraConfig  # Hydra only, no torch: this module stays cheap
+
+    return str(HydraConfig.get().mode).rsplit(".", 1)[-1] if HydraConfig.initialized() else None
+
+
+def _check_trainer(cfg: DictConfig) -> None:
+    trainer = cfg.get("trainer")
+    if not isinstance(trainer, DictConfig):
+        return
+    accel = trainer.get("accelerator", "auto")
+    _require(accel in _ACCELERATORS, "trainer.accelerator", accel, f"known accelerators are {', '.join(_ACCELERATORS)}",
+             "use trainer.accelerator=auto, or pick trainer=cpu or trainer=gpu")
+    devices = trainer.get("devices", "auto")
+    count = _device_count(devices)
+    _require(devices in ("auto", -1, "-1") or (count is not None and count >= 1), "trainer.devices", devices,
+             "devices is a positive count, -1 or auto for all, or a list of device indices",
+             "use e.g. trainer.devices=1")
+    precision = str(trainer.get("precision", "32-true"))
+    _require(precision in _PRECISIONS, "trainer.precision", precision, f"known precisions are {', '.join(_PRECISIONS)}",
+             "use trainer.precision=32-true (CPU) or bf16-mixed (GPU)")
+    if accel == "cpu":
+        _require(precision not in ("16-mixed", "16"), "trainer.precision", precision,
+                 "Lightning runs float16 mixed precision on GPUs only", "use trainer.precision=bf16-mixed or 32-true")
+    clip = trainer.get("gradient_clip_val")
+    _require(clip is None or (_number(clip) and clip >= 0), "trainer.gradient_clip_val", clip,
+             "a gradient norm limit cannot be negative", "use e.g. trainer.gradient_clip_val=1.0, or null for none")
+    _positive_int(cfg, "trainer.log_every_n_steps")
+    strategy = _strategy(trainer)
+    if not strategy.startswith("ddp"):
+        return
+    _require(count is None or count >= 2, "trainer.devices", devices,
+             "DDP starts one process per device, so one device only adds the start-up cost",
+             "use trainer.devices=2 or more, or trainer=cpu / trainer=gpu for a single device")
+    backend = OmegaConf.select(trainer, "strategy.process_group_backend", default=None) \
+        if isinstance(trainer.get("strategy"), DictConfig) else None
+    if accel == "cpu":
+        _require(backend != "nccl", "trainer.strategy.process_group_backend", backend, "NCCL runs on GPUs only",
+                 "use trainer.strategy.process_group_backend=gloo (as trainer=ddp_cpu does)")
+    _require(_hydra_mode(cfg) != "MULTIRUN", "trainer.strategy", strategy,
+             "Lightning starts the other DDP processes by re-running the command line, which inside a -m sweep "
+             "would re-launch the whole sweep", "run each DDP configuration as a single run, or sweep with "
+             "trainer=cpu / trainer=gpu")
+
+
+def _check_data_sizes(cfg: DictConfig) -> None:
+    """A batch must fit in the training split (per DDP process), and every process needs evaluation data."""
+    batch, train = OmegaConf.select(cfg, "data.batch_size"), OmegaConf.select(cfg, "data.train_size")
+    procs = _processes(cfg)
+    if isinstance(batch, int) and isinstance(train, int):
+        per = -(-train // procs)
+        where = f"the {per} training images each of the {procs} DDP processes gets" if procs > 1 \
+            else f"data.train_size={train}"
+        _require(batch <= per, "data.batch_size", batch, f"it exceeds {where}, so each epoch is one partial batch",
+                 f"use data.batch_size<={per} or a larger data.train_size")
+    for split in ("val", "test"):
+        n = OmegaConf.select(cfg, f"data.{split}_size")
+        if procs > 1 and isinstance(n, int):
+            _require(n >= procs, f"data.{split}_size", n, f"each of the {procs} DDP processes needs a {split} image",
+                     f"use data.{split}_size>={procs}")
+    if OmegaConf.select(cfg, "data.num_workers") is not None:
+        _positive_int(cfg, "data.num_workers", 0)
+
+
+def _check_resume(cfg: DictConfig) -> None:
+    """``resume``/``ckpt_path`` must point at something that exists, and not both at once (see resume.py)."""
+    from pathlib import Path
+
+    resume, ckpt = cfg.get("resume", False), cfg.get("ckpt_path")
+    _require(isinstance(resume, bool), "resume", resume, "resume is true or false",
+             "use resume=true with hydra.run.dir=<run dir> to continue a run")
+    if ckpt is not None:
+        _require(not resume, "ckpt_path", ckpt, "resume=true already continues the run dir's own last checkpoint",
+                 "drop ckpt_path, or drop resume=true to start from this checkpoint in a new run dir")
+        path = Path(str(ckpt))
+        _require(path.is_file(), "ckpt_path", ckpt, "no such file" if not path.exists() else "it is not a file",
+                 "point ckpt_path at a checkpoint such as <run dir>/checkpoints/last.ckpt")
+    if not resume or OmegaConf.select(cfg, "run_dir") is None:
+        return
+    run_dir = Path(str(cfg.run_dir))
+    started = (run_dir / "config.yaml").is_file() or (run_dir / "checkpoints" / "last.ckpt").is_file()
+    if _hydra_mode(cfg) == "MULTIRUN":  # a job that never ran starts now; the sweep itself must exist
+        sweep = run_dir.parent
+        earlier = any(p.is_file() for p in sweep.glob("*/metrics.json"))
+        _require(earlier, "resume", "true", f"the sweep dir {sweep} holds no earlier job to continue",
+                 "set hydra.sweep.dir to the sweep to re-launch")
+        return
+    _require(started, "resume", "true", f"the run dir {run_dir} holds no earlier run (no config.yaml or "
+             "checkpoints/last.ckpt)", "point hydra.run.dir at the run to continue, e.g. python -m experiments.train "
+             "resume=true hydra.run.dir=outputs/runs/<date>/<time>")
+
+
 #: extra checks per model class; a new model adds its entry here
 MODEL_CHECKS: dict[str, list[Callable[[DictConfig], None]]] = {
     "CNN": [_check_encoder],
@@ -160,5 +343,10 @@ def validate(cfg: DictConfig) -> None:
     _check_common(cfg)
     _check_activation(cfg)
     _check_norm(cfg)
+    _check_diagnostics(cfg)
+    _check_scheduler(cfg)
+    _check_trainer(cfg)
+    _check_data_sizes(cfg)
+    _check_resume(cfg)
     for check in MODEL_CHECKS.get(model_kind(cfg), []):
         check(cfg)

@@ -7,11 +7,14 @@ how a Lightning run stays as fast as a hand-written loop on a 2-core CPU.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from experiments.data.sampling import EpochShuffleSampler, ResumableLoader
 
 
 class TensorSplit(Dataset):
@@ -59,15 +62,18 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
-        return DataLoader(
-            self.splits[split],
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle and len(self.splits[split]) > self.batch_size,
-            collate_fn=keep_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        data = self.splits[split]
+        options: dict = {"collate_fn": keep_batch, "num_workers": self.num_workers,
+                         "persistent_workers": self.num_workers > 0}
+        if not shuffle:
+            return DataLoader(data, batch_size=self.eval_batch_size, shuffle=False, **options)
+        # Training order depends on (seed, epoch) only, is sharded per DDP process here (so Lightning keeps it),
+        # and restarts mid-epoch from a checkpoint: see data/sampling.py. The seed is the run's (seed_everything).
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        sampler = EpochShuffleSampler(data, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), num_replicas=world,
+                                      rank=rank)
+        return ResumableLoader(data, batch_size=self.batch_size, sampler=sampler,
+                               drop_last=len(sampler) > self.batch_size, **options)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -26,7 +26,9 @@ from experiments.diagnostics.sinks import histogram_sample, log_scalars, network
 from experiments.layers.activation import Maxout
 
 #: non-linearities whose "never positive" output means a unit is dead
-RELU_FAMILY: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SELU, nn.SiLU)
+RELU_FAMILY: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SELU, nn.SiLU,
+)
 #: bounded non-linearities and the |output| band counted as saturated
 SATURATING: dict[type[nn.Module], str] = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
 ACTIVATIONS: tuple[type[nn.Module], ...] = (*RELU_FAMILY, *SATURATING, Maxout)
@@ -106,7 +108,9 @@ class ActivationStats(Callback):
         if self.histograms:
             self._samples[key] = histogram_sample(output, self.max_histogram_values)
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if step % self.interval or step == self._measured_step:  # with accumulation: first micro-batch only
             return

@@ -161,10 +161,11 @@ class GradientFlow(Callback):
         log_scalars(trainer, scalars, step)
         writer = tensorboard_writer(trainer)
         if writer is not None and self.histograms:
+            limit = self.max_histogram_values
             for name in m["layers"]:
                 weight = self._layers[name].weight
-                writer.add_histogram(f"hist_weight/{name}", histogram_sample(weight, self.max_histogram_values), step)
-                writer.add_histogram(f"hist_grad/{name}", histogram_sample(weight.grad, self.max_histogram_values), step)
+                writer.add_histogram(f"hist_weight/{name}", histogram_sample(weight, limit), step)
+                writer.add_histogram(f"hist_grad/{name}", histogram_sample(weight.grad, limit), step)
         if first:
             self.initial = m
             self._figure(trainer, step)

@@ -30,17 +30,10 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from experiments.diagnostics.depth import CallOrder, parameter_owners
+from experiments.diagnostics.errors import TrainingDiverged
 from experiments.diagnostics.sinks import network_of
 
-
-class TrainingDiverged(RuntimeError):
-    """Training stopped on a non-finite or exploding loss/gradient; the message is the whole story."""
-
-    def __init__(
-        self, message: str, *, step: int, epoch: int, layer: str | None, value: float, checkpoint: str | None
-    ) -> None:
-        super().__init__(message)
-        self.step, self.epoch, self.layer, self.value, self.checkpoint = step, epoch, layer, value, checkpoint
+__all__ = ["DivergenceGuard", "TrainingDiverged", "first_nonfinite_output"]
 
 
 def _fmt(value: float) -> str:
@@ -115,7 +108,9 @@ class DivergenceGuard(Callback):
         self._order = CallOrder(self._owners)
         self._depth = None
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         first = batch[0] if isinstance(batch, (tuple, list)) else batch
         self._inputs = first if isinstance(first, torch.Tensor) else None  # a reference, for the post-mortem probe
 

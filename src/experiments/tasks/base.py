@@ -49,7 +49,8 @@ class Task(L.LightningModule):
         logits = self(x)
         loss = self.loss_fn(logits, y)
         training = split == "train"
-        self.log(f"{split}/loss", loss, on_step=training, on_epoch=True, prog_bar=True, sync_dist=not training)
+        # sync_dist: under DDP every logged mean is over all ranks (a no-op on one device); torchmetrics sync themselves
+        self.log(f"{split}/loss", loss, on_step=training, on_epoch=True, prog_bar=True, sync_dist=True)
         metrics = getattr(self, f"{split}_metrics")
         metrics.update(logits.detach(), y)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split == "val")

@@ -1,0 +1,172 @@
+"""Safe checkpoint loading: weights-only unpickling and one-sentence errors for every way a file can be bad.
+
+Why a module of its own: a checkpoint is the one input of a run that is a binary file from somewhere
+else (a copied run dir, a download, a half-written file after a crash). ``torch.load`` with its old
+default executes arbitrary pickled code, and its errors for a truncated or foreign file are internal
+messages ("PytorchStreamReader failed ... central directory"). Every load in the project goes through
+:func:`load_checkpoint`: training's resume (also through Lightning, via :class:`SafeCheckpointIO`),
+testing the best checkpoint, and ``python -m experiments.evaluate``.
+
+Checks, in order, each with its own message: the path exists and is a file; it is not empty; it is a
+zip archive (what ``torch.save`` and Lightning write; a bare pickle is refused before it is unpickled);
+the archive is complete and every member passes its CRC-32 (a flipped byte in tensor data would
+otherwise load silently); it unpickles with ``weights_only=True`` (only tensors and plain containers);
+it is a Lightning checkpoint (``state_dict`` and ``pytorch-lightning_version``). Then, per use, it
+matches the network (:func:`check_matches`) or holds the training state needed to continue
+(:func:`check_resumable`).
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from torch import nn
+
+from experiments.validation import ConfigError
+
+#: keys every Lightning checkpoint has
+LIGHTNING_KEYS = ("state_dict", "pytorch-lightning_version")
+#: keys a checkpoint needs so that training can continue from it (not only its weights)
+RESUME_KEYS = ("loops", "optimizer_states", "lr_schedulers", "callbacks", "epoch", "global_step")
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be used, as one sentence: ``ckpt_path=<file> is invalid: <why>; <fix>.``
+
+    A ``ConfigError`` on purpose: the CLIs already print those without a traceback and exit 2, and a bad
+    checkpoint is a bad input of the run like any other."""
+
+    def __init__(self, path: str | Path, problem: str, fix: str, key: str = "ckpt_path") -> None:
+        self.path = Path(path)
+        super().__init__(key, path, problem, fix)
+
+
+def _default_fix(path: Path) -> str:
+    return (f"re-create it (train again, or resume from {path.parent / 'best.ckpt'} or another good copy) "
+            "and check that the copy was complete")
+
+
+def _refused_global(err: Exception) -> str:
+    """The offending global from torch's weights-only error ("GLOBAL posix.system"), else its first opcode."""
+    text = str(err)
+    found = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"Unsupported (?:operand|class) ([^\s|]+)", text)
+    return found.group(0) if found else type(err).__name__
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu", key: str = "ckpt_path") -> dict[str, Any]:
+    """Load a Lightning checkpoint without executing pickled code; raise :class:`CheckpointError` if unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(path, "no such file", "point it at an existing .ckpt file, e.g. "
+                              "<run dir>/checkpoints/last.ckpt", key)
+    if not path.is_file():
+        raise CheckpointError(path, "it is a directory, not a checkpoint file",
+                              "name a .ckpt file inside it, e.g. checkpoints/last.ckpt", key)
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(path, "the file is empty (its save never completed)", _default_fix(path), key)
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not zipfile.is_zipfile(path):
+        if head.startswith(b"PK"):
+            raise CheckpointError(path, f"the archive is truncated ({size} bytes, its end record is missing)",
+                                  _default_fix(path), key)
+        if head[:1] == b"\x80":
+            raise CheckpointError(path, "it is a bare pickle, not a PyTorch checkpoint archive, and unpickling it "
+                                  "could run arbitrary code", "load only checkpoints written by Lightning", key)
+        raise CheckpointError(path, "it is not a PyTorch checkpoint (not a zip archive)",
+                              "point it at a .ckpt file written by this project", key)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad_member = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise CheckpointError(path, f"the archive is corrupt ({err})", _default_fix(path), key) from None
+    if bad_member is not None:
+        raise CheckpointError(path, f"the archive is corrupt (member {bad_member} fails its CRC-32 check)",
+                              _default_fix(path), key)
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(path, f"it holds pickled Python objects ({_refused_global(err)}) that weights-only "
+                              "loading refuses to execute", "load only checkpoints written by this project", key
+                              ) from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(path, f"it cannot be read ({first[:160]})", _default_fix(path), key) from None
+    if not isinstance(checkpoint, Mapping) or any(k not in checkpoint for k in LIGHTNING_KEYS):
+        what = f"top-level keys {sorted(map(str, checkpoint))[:6]}" if isinstance(checkpoint, Mapping) \
+            else f"a {type(checkpoint).__name__}"
+        raise CheckpointError(path, f"it is not a Lightning checkpoint ({what}, no state_dict and version)",
+                              "point it at a .ckpt file from <run dir>/checkpoints", key)
+    return dict(checkpoint)
+
+
+def check_matches(checkpoint: Mapping[str, Any], module: nn.Module, path: str | Path, key: str = "ckpt_path") -> None:
+    """Raise unless the checkpoint's weights have exactly the module's names and shapes (a foreign model's don't)."""
+    saved: Mapping[str, Any] = checkpoint["state_dict"]
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    reshaped = [k for k in expected if k in saved and hasattr(saved[k], "shape")
+                and tuple(saved[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or reshaped):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} weights missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if reshaped:
+        k = reshaped[0]
+        parts.append(f"{len(reshaped)} of another shape (e.g. {k}: {list(saved[k].shape)} here "
+                     f"{list(expected[k].shape)})")
+    raise CheckpointError(path, "it was saved from a different network: " + ", ".join(parts),
+                          "use the configuration the checkpoint was trained with (its run dir's config.yaml)", key)
+
+
+def check_resumable(checkpoint: Mapping[str, Any], path: str | Path, key: str = "ckpt_path") -> None:
+    """Raise unless the checkpoint carries the optimiser, schedule and loop state that training continues from."""
+    absent = [k for k in RESUME_KEYS if k not in checkpoint]
+    if absent:
+        raise CheckpointError(path, f"it holds weights only (no {', '.join(absent[:3])}), so training cannot "
+                              "continue from it", "resume from <run dir>/checkpoints/last.ckpt, or evaluate this "
+                              "file with python -m experiments.evaluate", key)
+
+
+def verify_resumable(path: str | Path, module: nn.Module, key: str = "ckpt_path") -> dict[str, Any]:
+    """Everything a resume needs checked before the trainer touches the file; returns the loaded checkpoint."""
+    checkpoint = load_checkpoint(path, key=key)
+    check_matches(checkpoint, module, path, key)
+    check_resumable(checkpoint, path, key)
+    return checkpoint
+
+
+def load_weights(module: nn.Module, path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
+    """Load a checkpoint's weights into ``module`` (a LightningModule) after every check; returns the checkpoint."""
+    checkpoint = load_checkpoint(path, key=key)
+    check_matches(checkpoint, module, path, key)
+    module.load_state_dict(checkpoint["state_dict"])
+    return checkpoint
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO with every load routed through :func:`load_checkpoint`.
+
+    Lightning 2.6 passes ``weights_only=None`` to ``torch.load`` unless told otherwise (which means
+    ``True`` only because torch >= 2.6 made it the default) and surfaces zip-reader errors as they come.
+    Handing this plugin to the Trainer makes ``fit(ckpt_path=...)`` and ``test(ckpt_path=...)`` weights-only
+    whatever the caller passes, with the same one-sentence errors as everywhere else. Saving is
+    Lightning's, which already writes atomically (an fsspec transaction: temp file, then rename).
+    """
+
+    def load_checkpoint(
+        self, path: Any, map_location: Callable | str | None = "cpu", weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        return load_checkpoint(path, map_location=map_location if map_location is not None else "cpu")

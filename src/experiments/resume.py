@@ -1,0 +1,151 @@
+"""Continue a run in its own run dir, or skip it when it already completed.
+
+How a run is continued (see README "Resume"):
+
+* ``python -m experiments.train resume=true hydra.run.dir=<run dir>`` continues that run from
+  ``<run dir>/checkpoints/last.ckpt`` (written every epoch, and at the interrupted batch on
+  SIGINT/SIGTERM), with the configuration it was started with (``<run dir>/config.yaml``), so the
+  original overrides need not be repeated; overrides that would change the run are refused. A run
+  whose ``metrics.json`` says "completed" is skipped; one that never wrote a checkpoint starts over
+  in the same dir.
+* The same with ``-m ... hydra.sweep.dir=<sweep dir>`` re-launches a sweep: every job maps to its
+  old job dir (same job number for the same sweep order), completed jobs are skipped, interrupted
+  ones continue, missing ones run.
+* ``ckpt_path=<file>`` starts from that checkpoint's full training state with the *current*
+  configuration, in the current run dir (a new one unless ``hydra.run.dir`` names one): a branch of
+  a run, or recovery from a copied checkpoint.
+
+Hydra rewrites ``<run dir>/.hydra/{config,overrides}.yaml`` on every invocation, so the first start
+keeps its own copy of the composed config (``config.yaml``) and a resume puts Hydra's record of the
+original run back; ``evaluate`` and the report then see the run as it was started. Everything here
+reads files and OmegaConf only (no torch), so it runs before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.validation import ConfigError
+
+#: the composed config of the run as first started (Hydra's .hydra/config.yaml is rewritten on resume)
+RUN_CONFIG = "config.yaml"
+METRICS = "metrics.json"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+#: keys whose value does not change a run's numbers, so a resume may set them differently
+NEUTRAL_KEYS = ("trainer.enable_progress_bar", "trainer.enable_model_summary", "data.num_workers")
+#: keys that steer resuming itself; they are kept out of the recorded overrides (the report groups by those)
+RESUME_KEYS = ("resume", "ckpt_path")
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def recordable(overrides: list[str]) -> list[str]:
+    """The overrides that define the run: without ``resume=``/``ckpt_path=``, which only say how it was launched."""
+    return [o for o in overrides if override_key(o) not in RESUME_KEYS]
+
+
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    path = Path(run_dir) / LAST_CHECKPOINT
+    return path if path.is_file() else None
+
+
+def has_started(run_dir: str | Path) -> bool:
+    """Whether an earlier invocation got as far as training in this dir (config snapshot or a checkpoint)."""
+    return (Path(run_dir) / RUN_CONFIG).is_file() or last_checkpoint(run_dir) is not None
+
+
+def read_record(run_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / METRICS
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class ResumePlan:
+    """What ``train`` does with this invocation."""
+
+    cfg: DictConfig
+    overrides: list[str]
+    choices: dict[str, str]
+    checkpoint: Path | None = None  # continue from here (None: start from scratch)
+    completed: dict[str, Any] | None = None  # the finished run's record: nothing to do
+    previous: dict[str, Any] = field(default_factory=dict)  # the earlier record, when continuing a run
+
+    @property
+    def resuming(self) -> bool:
+        return self.checkpoint is not None
+
+
+def plan(cfg: DictConfig, overrides: list[str], choices: dict[str, str]) -> ResumePlan:
+    """Decide between a fresh start, a continuation, and a skip; raise ``ConfigError`` for a changed run."""
+    overrides = recordable(overrides)
+    if cfg.get("ckpt_path"):
+        return ResumePlan(cfg, overrides, choices, checkpoint=Path(str(cfg.ckpt_path)))
+    if not cfg.get("resume"):
+        return ResumePlan(cfg, overrides, choices)
+    run_dir = Path(str(cfg.run_dir))
+    previous = read_record(run_dir) or {}
+    if previous.get("status") == "completed":
+        return ResumePlan(cfg, overrides, choices, completed=previous, previous=previous)
+    saved = run_dir / RUN_CONFIG
+    if not saved.is_file():  # never got to training: start over here with this invocation's config
+        return ResumePlan(cfg, overrides, choices, checkpoint=last_checkpoint(run_dir))
+    original = list(previous.get("overrides") or [])
+    _refuse_changes(overrides, original, run_dir)
+    base = OmegaConf.load(saved)
+    assert isinstance(base, DictConfig)
+    OmegaConf.set_struct(base, False)
+    base.run_dir = str(run_dir)
+    base.resume, base.ckpt_path = True, None
+    for key in NEUTRAL_KEYS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            OmegaConf.update(base, key, value, force_add=True)
+    return ResumePlan(base, original, dict(previous.get("choices") or choices), checkpoint=last_checkpoint(run_dir),
+                      previous=previous)
+
+
+def _refuse_changes(current: list[str], original: list[str], run_dir: Path) -> None:
+    normalised = {o.lstrip("+") for o in original}
+    for override in current:
+        key = override_key(override)
+        if key in NEUTRAL_KEYS or override.lstrip("+") in normalised:
+            continue
+        value = override.split("=", 1)[1] if "=" in override else ""
+        started = " ".join(original) or "no overrides"
+        raise ConfigError(
+            key, value, f"resume=true continues {run_dir} with the configuration it was started with ({started}), "
+            "and this override would change it",
+            "drop the override to continue that run, or start a new run (without resume=true) for the change",
+        )
+
+
+def snapshot(cfg: DictConfig, run_dir: str | Path) -> None:
+    """Keep the composed config of a run's first start (unresolved, like Hydra's) as ``<run dir>/config.yaml``."""
+    path = Path(run_dir) / RUN_CONFIG
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    container = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(container, dict)
+    container.pop("hydra", None)
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(container)))
+
+
+def restore_hydra_record(run_dir: str | Path, overrides: list[str]) -> None:
+    """Put the original run's config and overrides back into ``.hydra/`` after this invocation's Hydra rewrote them."""
+    hydra_dir = Path(run_dir) / ".hydra"
+    saved = Path(run_dir) / RUN_CONFIG
+    if not hydra_dir.is_dir() or not saved.is_file():
+        return
+    (hydra_dir / "config.yaml").write_text(saved.read_text())
+    (hydra_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
