@@ -26,6 +26,8 @@ def test_every_option_composes_and_validates(group: str) -> None:
         overrides = [f"{group}={option}"]
         if group == "model" and option == "resnet":
             overrides.append("model.depth=8")
+        if group == "data" and option in ("mnist", "fashion_mnist", "cifar10", "image_folder"):
+            overrides += ["data.root=.", "data.num_classes=10"]  # validation checks the folder exists
         cfg = compose(overrides)
         validate(cfg)
 

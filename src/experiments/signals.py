@@ -107,9 +107,8 @@ class GracefulStop(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A signal during the last validation: the epoch-end checkpoint (last.ckpt) already holds everything.
         if self._should_stop(trainer):
-            last = getattr(trainer.checkpoint_callback, "last_model_path", "") or None
-            raise RunInterrupted(self._signal(), Path(last) if last else None, trainer.current_epoch,
-                                 trainer.global_step)
+            last = self.checkpoint_path if self.checkpoint_path.is_file() else None
+            raise RunInterrupted(self._signal(), last, trainer.current_epoch, trainer.global_step)
 
     def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:

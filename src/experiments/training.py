@@ -111,6 +111,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         earlier_wall_time = float(plan.previous.get("wall_time_s") or 0.0)
 
     import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from experiments import instantiate as build
     from experiments.checkpoints import SafeCheckpointIO, verify_resumable
@@ -130,8 +131,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             verify_resumable(plan.checkpoint, task)
         logger = build.build_logger(cfg)
         callbacks = build.build_callbacks(cfg, task, run_dir)
-        # interrupt handling and exact mid-epoch resume (ResumeState first: a stop checkpoint must include it)
-        callbacks += [ResumeState(), GracefulStop(run_dir / "checkpoints" / "last.ckpt")]
+        # last.ckpt after every epoch (Lightning 2.6's save_last only writes it when the best one improves),
+        # then exact mid-epoch resume and SIGINT/SIGTERM handling (ResumeState first: a stop checkpoint includes it)
+        callbacks += [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                                      enable_version_counter=False),
+                      ResumeState(), GracefulStop(run_dir / "checkpoints" / "last.ckpt")]
         trainer = build.build_trainer(cfg, callbacks, logger, plugins=[SafeCheckpointIO()])
         record.update(params=sum(p.numel() for p in task.network.parameters()), world_size=trainer.world_size)
         if trainer.is_global_zero:

@@ -88,6 +88,22 @@ def _check_common(cfg: DictConfig) -> None:
              "pick one with init=<scheme>")
 
 
+def _check_data_source(cfg: DictConfig) -> None:
+    """Datasets read from disk must be there (or be asked to download) before anything starts."""
+    data = cfg.data
+    if OmegaConf.is_missing(data, "num_classes"):
+        raise ConfigError("data.num_classes", "???", "this dataset needs its number of classes",
+                          "set data.num_classes to the number of class folders under data.root")
+    if "root" not in data:
+        return
+    from pathlib import Path
+
+    root = Path(str(data.root))
+    if not data.get("download", False) and not root.is_dir():
+        raise ConfigError("data.root", data.root, "the folder does not exist and nothing downloads by default",
+                          "point data.root at a local copy of the dataset or add data.download=true")
+
+
 def _check_activation(cfg: DictConfig) -> None:
     act = cfg.activation
     if act.get("name") == "maxout":
@@ -341,6 +357,7 @@ MODEL_CHECKS: dict[str, list[Callable[[DictConfig], None]]] = {
 def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first problem found; return silently when the config is sound."""
     _check_common(cfg)
+    _check_data_source(cfg)
     _check_activation(cfg)
     _check_norm(cfg)
     _check_diagnostics(cfg)

@@ -1,0 +1,112 @@
+"""Semantic segmentation: a class per pixel; pixel accuracy and mean IoU as the metrics.
+
+Pixel accuracy is dominated by the background, so the checkpoint is chosen by mean IoU (Jaccard index
+averaged over classes, background included), which weighs a small shape as much as the background.
+The test split also reports every class's IoU, to show *which* shapes a design gets wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+
+from experiments.tasks.base import OptimizerFactory, SchedulerFactory, Task
+
+#: validation samples shown in TensorBoard every validation epoch
+SAMPLES = 4
+
+
+def palette(num_classes: int) -> torch.Tensor:
+    """(C, 3) distinct colours in [0, 1]; class 0 (background) is black so the shapes stand out."""
+    hues = torch.arange(max(num_classes - 1, 1), dtype=torch.float32) / max(num_classes - 1, 1)
+    # HSV -> RGB at full saturation and value, one hue per foreground class
+    k = (torch.tensor([5.0, 3.0, 1.0]) + hues[:, None] * 6) % 6
+    rgb = 1 - torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+    return torch.cat([torch.zeros(1, 3), rgb])[:num_classes]
+
+
+def sample_grid(images: torch.Tensor, targets: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(3, n*H, 3*W) image: one row per sample, columns input | ground truth | prediction.
+
+    Inputs are standardised, so each is min-max scaled for display; masks are colour-coded with
+    :func:`palette`. A grayscale input is repeated to RGB.
+    """
+    colours = palette(num_classes)
+    lo = images.amin(dim=(1, 2, 3), keepdim=True)
+    hi = images.amax(dim=(1, 2, 3), keepdim=True)
+    shown = ((images - lo) / (hi - lo).clamp_min(1e-6)).expand(-1, 3, -1, -1) if images.shape[1] == 1 else (
+        (images - lo) / (hi - lo).clamp_min(1e-6)
+    )
+    truth = colours[targets].permute(0, 3, 1, 2)
+    pred = colours[preds].permute(0, 3, 1, 2)
+    rows = torch.cat([shown[:, :3], truth, pred], dim=3)  # (n, 3, H, 3W)
+    return torch.cat(list(rows), dim=1)  # (3, nH, 3W)
+
+
+class SegmentationTask(Task):
+    """Per-pixel classification of (N, C, H, W) logits against (N, H, W) integer masks."""
+
+    monitor = "val/miou"
+    monitor_mode = "max"
+
+    def __init__(
+        self,
+        network: nn.Module,
+        loss: nn.Module,
+        optimizer: OptimizerFactory,
+        num_classes: int,
+        scheduler: SchedulerFactory | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
+        self.num_classes = num_classes
+        super().__init__(network, loss, optimizer, scheduler)
+        self.class_names = list(class_names) if class_names is not None else None
+        self.test_iou = MulticlassJaccardIndex(num_classes, average="none")
+        self._samples_logged = False
+
+    def build_metrics(self) -> MetricCollection:
+        return MetricCollection({
+            "pixel_acc": MulticlassAccuracy(self.num_classes, average="micro"),
+            "miou": MulticlassJaccardIndex(self.num_classes, average="macro"),
+        })
+
+    def names(self) -> list[str]:
+        """Class names for ``test/iou_<name>``: given, else the data module's (background + shape kinds), else indices."""
+        if self.class_names is not None and len(self.class_names) == self.num_classes:
+            return self.class_names
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        named = getattr(datamodule, "class_names", None)
+        kinds = getattr(datamodule, "kinds", None)
+        if named is not None and len(named) == self.num_classes:
+            return list(named)
+        if kinds is not None and len(kinds) + 1 == self.num_classes:
+            return ["background", *kinds]
+        return [str(i) for i in range(self.num_classes)]
+
+    def after_step(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, split: str) -> None:
+        if split == "test":
+            self.test_iou.update(logits.detach(), y)
+        elif split == "val" and not self._samples_logged:
+            # the val loader is not shuffled, so its first batch is the same fixed samples every epoch
+            self._samples_logged = True
+            self.log_samples(x[:SAMPLES], y[:SAMPLES], logits[:SAMPLES].argmax(dim=1))
+
+    def on_validation_epoch_start(self) -> None:
+        self._samples_logged = False
+
+    def log_samples(self, x: torch.Tensor, y: torch.Tensor, preds: torch.Tensor) -> None:
+        """Input | ground truth | prediction for a few fixed validation images, where the logger takes images."""
+        experiment = getattr(self.logger, "experiment", None) if self.logger is not None else None
+        if experiment is None or not hasattr(experiment, "add_image") or self.trainer.sanity_checking:
+            return
+        grid = sample_grid(x.detach().float().cpu(), y.cpu(), preds.cpu(), self.num_classes)
+        experiment.add_image("val/samples", grid, global_step=self.global_step)
+
+    def on_test_epoch_end(self) -> None:
+        ious = self.test_iou.compute()
+        self.log_dict({f"test/iou_{name}": iou for name, iou in zip(self.names(), ious, strict=True)})
+        self.test_iou.reset()

@@ -1,0 +1,75 @@
+"""Diagnostics inside real training runs: TensorBoard tags, metrics.json keys, run-dir files, no side effects."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from experiments.training import train
+
+SHORT = ["trainer.max_epochs=2", "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=1",
+         "+trainer.limit_test_batches=1"]
+
+
+def test_full_diagnostics_fill_tensorboard_metrics_json_and_the_run_dir(make_cfg) -> None:
+    cfg = make_cfg([*SHORT, "diagnostics=full", "diagnostics.gradients.interval=3"])
+    train(cfg)
+    run = Path(cfg.run_dir)
+
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "histograms": 0, "images": 0,
+                                                                        "tensors": 0})
+    events.Reload()
+    tags = events.Tags()
+    scalars, histograms = set(tags["scalars"]), set(tags["histograms"])
+    conv, act = "encoder.stages.0.convs.0.0", "encoder.stages.0.convs.0.2"
+    for tag in (f"grad_norm/{conv}", f"grad_ratio/{conv}", "grad_norm/classifier.4", "diagnostics/vanishing_ratio",
+                f"act_mean/{act}", f"act_std/{act}", f"act_dead/{act}", "gap/loss", "gap/acc"):
+        assert tag in scalars, tag
+    for tag in (f"hist_act/{act}", f"hist_weight/{conv}", f"hist_grad/{conv}"):
+        assert tag in histograms, tag
+    assert "diagnostics/gradient_flow" in tags["images"]
+    assert any(t.startswith("model_summary") for t in tags["tensors"])
+    assert [e.step for e in events.Scalars("diagnostics/vanishing_ratio")] == [0, 3, 6]
+
+    record = json.loads((run / "metrics.json").read_text())
+    flow = record["gradient_flow"]
+    assert flow["layers"][0] == conv and len(flow["layers"]) == len(flow["grad_norm"]) == 5
+    assert record["vanishing_ratio"] == pytest.approx(flow["grad_norm"][0] / flow["grad_norm"][-1])
+    assert events.Scalars("diagnostics/vanishing_ratio")[0].value == pytest.approx(record["vanishing_ratio"])
+    assert record["activation_stats"]["layers"][0] == act and record["activation_stats"]["step"] == 0
+    history, gaps = record["history"], record["overfitting"]
+    assert gaps["epoch"] == [0, 1]
+    for i in range(2):
+        assert gaps["gap/loss"][i] == pytest.approx(history["val/loss"][i] - history["train/loss"][i], abs=1e-6)
+        assert gaps["gap/acc"][i] == pytest.approx(history["train/acc"][i] - history["val/acc"][i], abs=1e-6)
+    assert [e.value for e in events.Scalars("gap/loss")] == pytest.approx(gaps["gap/loss"], abs=1e-6)
+
+    table = json.loads((run / "model_summary.json").read_text())
+    assert table["total_params"] == record["params"] and table["total_flops"] == record["flops"] > 0
+    assert record["receptive_field"] == 22  # three stages of one 3x3 conv + 2x2 max pool
+    assert "Total FLOPs" in (run / "model_summary.txt").read_text()
+    assert (run / "model_summary.md").read_text().startswith("| Layer |")
+
+
+def test_diagnostics_observe_without_changing_the_run(make_cfg, tmp_path: Path) -> None:
+    """Same seed, same data: identical losses with and without diagnostics (they draw no random numbers, and the
+    summary's forward pass runs in eval mode); with the CSV logger the scalars still arrive."""
+    records = {}
+    for setting in ("off", "default"):
+        cfg = make_cfg([*SHORT, "trainer.max_epochs=1", "logger=csv", f"diagnostics={setting}",
+                        "diagnostics.gradients.interval=2" if setting == "default" else "seed=0"],
+                       run_dir=tmp_path / setting)
+        records[setting] = train(cfg)
+    for key in ("train/loss", "val/loss", "test/loss"):
+        assert records["default"]["metrics"][key] == pytest.approx(records["off"]["metrics"][key], rel=1e-6)
+    assert "vanishing_ratio" not in records["off"] and not (tmp_path / "off" / "model_summary.txt").exists()
+
+    with open(tmp_path / "default" / "csv" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    logged = [r for r in rows if r.get("grad_norm/encoder.stages.0.convs.0.0")]
+    assert [int(r["step"]) for r in logged] == [0, 2]
+    assert (tmp_path / "default" / "model_summary.txt").is_file()
