@@ -13,6 +13,7 @@ import argparse
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -56,7 +57,7 @@ def with_lightning(cfg, steps: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         cfg.run_dir = tmp
         trainer = build.build_trainer(
-            cfg, build.build_callbacks(cfg, task, __import__("pathlib").Path(tmp)), build.build_logger(cfg),
+            cfg, build.build_callbacks(cfg, task, Path(tmp)), build.build_logger(cfg),
             max_steps=steps, max_epochs=-1, limit_val_batches=0, enable_progress_bar=False,
         )
         start = time.perf_counter()
@@ -73,9 +74,7 @@ def main() -> None:
 
     from experiments.config import compose
 
-    cfg = compose(["trainer.accelerator=cpu", "diagnostics=off", *overrides]) if _has_diagnostics() else compose(
-        ["trainer.accelerator=cpu", *overrides]
-    )
+    cfg = compose(["trainer.accelerator=cpu", "diagnostics=off", *overrides])
     OmegaConf.set_struct(cfg, False)
     cfg.run_dir = tempfile.mkdtemp()
     # warm-up both paths once (allocator, oneDNN kernels), then measure
@@ -85,12 +84,6 @@ def main() -> None:
     print(f"hand-written loop : {plain:7.1f} steps/s")
     print(f"lightning trainer : {framework:7.1f} steps/s")
     print(f"ratio (lightning / hand-written): {framework / plain:.3f}")
-
-
-def _has_diagnostics() -> bool:
-    from experiments.config import conf_dir
-
-    return (conf_dir() / "diagnostics" / "off.yaml").is_file()
 
 
 if __name__ == "__main__":

@@ -94,13 +94,14 @@ def plan(cfg: DictConfig, overrides: list[str], choices: dict[str, str]) -> Resu
         return ResumePlan(cfg, overrides, choices)
     run_dir = Path(str(cfg.run_dir))
     previous = read_record(run_dir) or {}
+    saved = run_dir / RUN_CONFIG
+    original = list(previous.get("overrides") or [])
+    if saved.is_file():  # this dir holds a run that got to training: it must be the same run (e.g. same sweep job)
+        _refuse_changes(overrides, original, run_dir)
     if previous.get("status") == "completed":
         return ResumePlan(cfg, overrides, choices, completed=previous, previous=previous)
-    saved = run_dir / RUN_CONFIG
     if not saved.is_file():  # never got to training: start over here with this invocation's config
         return ResumePlan(cfg, overrides, choices, checkpoint=last_checkpoint(run_dir))
-    original = list(previous.get("overrides") or [])
-    _refuse_changes(overrides, original, run_dir)
     base = OmegaConf.load(saved)
     assert isinstance(base, DictConfig)
     OmegaConf.set_struct(base, False)

@@ -28,6 +28,12 @@ def _multirun_job() -> str | None:
     return f"{job.num} [{' '.join(HydraConfig.get().overrides.task)}]"
 
 
+def _is_rank_zero() -> bool:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def _resume_hint(cfg: DictConfig, job: str | None) -> str:
     """The command that continues what was interrupted (the run, or the whole sweep)."""
     if job is None:
@@ -48,7 +54,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         record = train(cfg)
     except RunInterrupted as err:  # SIGINT/SIGTERM ends the whole process, sweep included: 128 + signal number
-        print(f"interrupted: {err}\n{_resume_hint(cfg, job)}", file=sys.stderr, flush=True)
+        if _is_rank_zero():
+            print(f"interrupted: {err}\n{_resume_hint(cfg, job)}", file=sys.stderr, flush=True)
         sys.exit(err.exit_code)
     except Exception as err:
         expected = isinstance(err, (ConfigError, TrainingDiverged))  # one-sentence messages, no traceback
@@ -66,7 +73,8 @@ def main(cfg: DictConfig) -> float | None:
     metrics = record.get("metrics", {})
     shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if v is not None and k.startswith(("val/", "test/")))
     skipped = " (already completed; skipped)" if record.get("skipped") else ""  # resume=true on a finished run
-    print(f"run dir: {record['run_dir']}{skipped}\n{shown}")
+    if _is_rank_zero():  # under DDP every process returns here; one summary is enough
+        print(f"run dir: {record['run_dir']}{skipped}\n{shown}")
     monitor = "val/miou" if record["task"] == "segmentation" else "val/acc"
     return metrics.get(monitor)
 

@@ -60,7 +60,7 @@ def test_diagnostics_observe_without_changing_the_run(make_cfg, tmp_path: Path) 
     summary's forward pass runs in eval mode); with the CSV logger the scalars still arrive."""
     records = {}
     for setting in ("off", "default"):
-        cfg = make_cfg([*SHORT, "trainer.max_epochs=1", "logger=csv", f"diagnostics={setting}",
+        cfg = make_cfg([*SHORT, "trainer.max_epochs=1", "scheduler=none", "logger=csv", f"diagnostics={setting}",
                         "diagnostics.gradients.interval=2" if setting == "default" else "seed=0"],
                        run_dir=tmp_path / setting)
         records[setting] = train(cfg)

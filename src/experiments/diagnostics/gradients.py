@@ -147,6 +147,7 @@ class GradientFlow(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
         step = trainer.global_step
+        self._depth_order()  # fixes the order and removes the one-shot hooks after the first forward pass
         first = self.initial is None
         if not (first or step % self.interval == 0) or not self._layers:
             return

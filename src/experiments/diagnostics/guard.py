@@ -145,8 +145,17 @@ class DivergenceGuard(Callback):
         if problem is not None:
             self._stop(trainer, pl_module, step, *problem)
         if self.keep_last_good:
-            self._good = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
-            self._good_step = step
+            self._remember(pl_module.state_dict(), step)
+
+    def _remember(self, state: dict[str, torch.Tensor], step: int) -> None:
+        """Copy the verified state into buffers allocated once (a copy per step, not an allocation per step)."""
+        good = self._good
+        if good is None or good.keys() != state.keys() or any(good[k].shape != v.shape for k, v in state.items()):
+            self._good = {k: v.detach().clone() for k, v in state.items()}
+        else:
+            for key, value in state.items():
+                good[key].copy_(value.detach())
+        self._good_step = step
 
     def _problem(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: float, names: list[str], norms: list[float]

@@ -1,0 +1,35 @@
+"""Test-only Lightning callbacks, instantiated through the config (``+callbacks.<name>._target_=tests.probes...``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+
+class BatchProbe(Callback):
+    """Prints ``probe: step <n>`` after every training batch (so a test can time a signal) and can slow batches."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        print(f"probe: step {trainer.global_step}", flush=True)
+        if self.delay:
+            time.sleep(self.delay)
+
+
+class SelfSignal(Callback):
+    """Sends ``signum`` to its own process when training reaches ``at_step`` (a real signal, in-process)."""
+
+    def __init__(self, at_step: int, signum: int) -> None:
+        self.at_step, self.signum = at_step, signum
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if trainer.global_step == self.at_step:
+            os.kill(os.getpid(), self.signum)

@@ -1,0 +1,33 @@
+"""Run a real ``python -m experiments.train -m`` sweep with a tiny budget, for the sweep/launcher/TensorBoard tests.
+
+Shared by several test modules, so it lives outside conftest (which belongs to the whole suite) and outside
+any ``test_*`` module (importing one would re-collect its tests).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import TINY, run_cli
+
+#: per job: 4 training steps over 2 epochs, so learning curves have two points and a job takes seconds
+SWEEP_TINY = [*TINY, "data.train_size=128", "trainer.max_epochs=2"]
+
+
+def run_sweep(sweep_dir: Path, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m experiments.train -m <tiny budget> hydra.sweep.dir=<sweep_dir> <overrides>``."""
+    return run_cli("experiments.train", "-m", *SWEEP_TINY, f"hydra.sweep.dir={sweep_dir}", *overrides,
+                   timeout=timeout)
+
+
+def job_records(sweep_dir: Path) -> dict[int, dict[str, Any]]:
+    """Job number -> that job's metrics.json (the default ``hydra.sweep.subdir`` is the job number)."""
+    return {int(p.parent.name): json.loads(p.read_text()) for p in sweep_dir.glob("*/metrics.json")}
+
+
+def explain(result: subprocess.CompletedProcess) -> str:
+    """The end of a failed command's output, for assertion messages."""
+    return f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"

@@ -1,0 +1,146 @@
+"""Interrupt and resume: a real SIGINT to the CLI checkpoints mid-epoch and the resumed run ends exactly where an
+uninterrupted one does; SIGTERM does the same in-process; a re-launched sweep skips its completed jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from experiments import resume
+from experiments.checkpoints import load_checkpoint
+from experiments.config import compose
+from experiments.signals import RunInterrupted
+from experiments.training import train
+from experiments.validation import ConfigError
+from tests.conftest import REPO, TINY, run_cli
+
+BATCHES, EPOCHS = 8, 2  # per epoch: data.train_size / data.batch_size (conftest.TINY)
+RUN = [f"trainer.max_epochs={EPOCHS}", "+callbacks.probe._target_=tests.probes.BatchProbe",
+       "+callbacks.probe.delay=0.05"]
+
+
+def _interrupt_cli_run(run: Path, signum: int, at_step: int, log: Path) -> subprocess.Popen:
+    """Start ``python -m experiments.train`` and send it ``signum`` once it reports training step ``at_step``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *TINY, *RUN, f"hydra.run.dir={run}"],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+        try:
+            for line in proc.stdout:
+                if line.strip() == f"probe: step {at_step}":
+                    proc.send_signal(signum)
+                    break
+            proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return proc
+
+
+def test_sigint_mid_epoch_then_resume_ends_like_an_uninterrupted_run(make_cfg, tmp_path: Path) -> None:
+    run, log = tmp_path / "run", tmp_path / "stderr.txt"
+    proc = _interrupt_cli_run(run, signal.SIGINT, at_step=3, log=log)
+    stderr = log.read_text()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert f"resume with: python -m experiments.train resume=true hydra.run.dir={run}" in stderr
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and "SIGINT" in record["error"]
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    position = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
+    assert 0 < position < BATCHES and checkpoint["epoch"] == 0  # inside the first epoch, not at its end
+
+    # continue in-process, as the CLI would: the run's own config.yaml, nothing repeated
+    resumed = train(make_cfg(["resume=true"], run_dir=run))
+    reference = train(make_cfg(RUN, run_dir=tmp_path / "reference"))
+    assert resumed["status"] == "completed" and resumed["resumes"] == 1
+    assert resumed["overrides"] == record["overrides"] and "resume=true" not in resumed["overrides"]
+    assert resumed["metrics"] == reference["metrics"]  # bit-identical, every train/val/test number
+    assert resumed["history"] == reference["history"] and len(resumed["history"]["epoch"]) == EPOCHS
+
+    # the resumed run appended to the same TensorBoard run: one unbroken step sequence
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    steps = [e.step for e in events.Scalars("train/loss_step")]
+    assert steps == sorted(set(steps)) and steps[-1] >= BATCHES * EPOCHS - 10
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) >= 2
+    assert [e.step for e in events.Scalars("val/acc")] == [e.step for e in EventAccumulator(
+        str(tmp_path / "reference" / "tensorboard"), size_guidance={"scalars": 0}).Reload().Scalars("val/acc")]
+
+    # once completed, resume=true is a no-op
+    before = (run / "metrics.json").read_text()
+    again = train(make_cfg(["resume=true"], run_dir=run))
+    assert again["skipped"] and (run / "metrics.json").read_text() == before
+
+
+def test_sigterm_stops_at_the_batch_end_with_status_interrupted(make_cfg, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = make_cfg(["diagnostics=off", "+callbacks.stop._target_=tests.probes.SelfSignal",
+                    "+callbacks.stop.at_step=2", f"+callbacks.stop.signum={int(signal.SIGTERM)}"], run_dir=run)
+    with pytest.raises(RunInterrupted) as err:
+        train(cfg)
+    assert err.value.signum == signal.SIGTERM and err.value.exit_code == 143
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and "SIGTERM at epoch 0, step 3" in record["error"]
+    assert record["checkpoint"] == str(run / "checkpoints" / "last.ckpt")
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 3  # the running batch finished
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back after the run
+
+
+def test_relaunched_sweep_skips_completed_jobs(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    common = [*TINY, "data.train_size=64", "data.val_size=32", "data.test_size=32", "diagnostics=off",
+              "logger=csv", f"hydra.sweep.dir={sweep}"]
+    first = run_cli("experiments.train", "-m", "seed=0,1", *common)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {job: (sweep / job / "metrics.json").read_text() for job in ("0", "1")}
+
+    again = run_cli("experiments.train", "-m", "seed=0,1,2", "resume=true", *common)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("(already completed; skipped)") == 2
+    assert {job: (sweep / job / "metrics.json").read_text() for job in ("0", "1")} == before
+    new = json.loads((sweep / "2" / "metrics.json").read_text())
+    assert new["status"] == "completed" and "seed=2" in new["overrides"] and "resume=true" not in new["overrides"]
+    assert "3 of 3 jobs completed" in again.stdout
+    hydra_record = OmegaConf.load(sweep / "0" / ".hydra" / "overrides.yaml")
+    assert "seed=0" in hydra_record and "resume=true" not in hydra_record  # Hydra's record is the original run's
+
+
+def _started_run(tmp_path: Path, overrides: list[str]) -> Path:
+    """A run dir as an interrupted first start leaves it (config snapshot + record), without training."""
+    run = tmp_path / "run"
+    cfg = compose([*TINY, *overrides])
+    resume.snapshot(cfg, run)
+    (run / "metrics.json").write_text(json.dumps({"status": "interrupted", "overrides": overrides,
+                                                   "choices": {"model": "cnn"}, "wall_time_s": 2.5}))
+    return run
+
+
+def test_resume_uses_the_runs_own_config_and_refuses_changes(tmp_path: Path) -> None:
+    run = _started_run(tmp_path, ["model.width=8"])
+    cfg = compose([*TINY, "resume=true", "trainer.enable_progress_bar=true"])
+    OmegaConf.set_struct(cfg, False)
+    cfg.run_dir = str(run)
+    plan = resume.plan(cfg, ["resume=true", "model.width=8", "trainer.enable_progress_bar=true"], {})
+    assert plan.cfg.model.width == 8 and plan.overrides == ["model.width=8"] and plan.checkpoint is None
+    assert plan.cfg.trainer.enable_progress_bar is True  # a key that does not change the numbers may differ
+    with pytest.raises(ConfigError) as err:
+        resume.plan(cfg, ["resume=true", "model.width=16"], {})
+    message = str(err.value)
+    assert message.startswith("model.width=16 is invalid: resume=true continues") and "model.width=8" in message
+    assert "start a new run" in message and "\n" not in message
+
+
+def test_ckpt_path_starts_a_branch_with_the_current_config(tmp_path: Path) -> None:
+    cfg = compose([*TINY, f"ckpt_path={tmp_path / 'x.ckpt'}"])
+    plan = resume.plan(cfg, [f"ckpt_path={tmp_path / 'x.ckpt'}", "seed=3"], {"model": "cnn"})
+    assert plan.checkpoint == tmp_path / "x.ckpt" and plan.cfg is cfg and plan.overrides == ["seed=3"]
+    assert resume.recordable(["resume=true", "+ckpt_path=a", "seed=1"]) == ["seed=1"]
