@@ -107,10 +107,8 @@ def plan(cfg: DictConfig, overrides: list[str], choices: dict[str, str]) -> Resu
     OmegaConf.set_struct(base, False)
     base.run_dir = str(run_dir)
     base.resume, base.ckpt_path = True, None
-    for key in NEUTRAL_KEYS:
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is not None:
-            OmegaConf.update(base, key, value, force_add=True)
+    for key in {override_key(o) for o in overrides} & set(NEUTRAL_KEYS):  # only what this invocation set
+        OmegaConf.update(base, key, OmegaConf.select(cfg, key), force_add=True)
     return ResumePlan(base, original, dict(previous.get("choices") or choices), checkpoint=last_checkpoint(run_dir),
                       previous=previous)
 

@@ -54,14 +54,22 @@ def sweep_outcomes(sweep_dir: Path, before: dict[Path, int | None] | None = None
     """The jobs under ``sweep_dir``, in launch order; with ``before`` (a snapshot taken when the sweep
     started) only the jobs this sweep started, so a reused sweep dir's old jobs are not blamed again."""
     before = before or {}
-    outcomes = []
-    for run_dir in find_run_dirs(sweep_dir) if sweep_dir.is_dir() else []:
-        if run_dir in before and before[run_dir] == _stamp(run_dir):
-            continue
-        run = load_run(run_dir)
-        name = run_dir.relative_to(sweep_dir).as_posix() if run_dir != sweep_dir else run_dir.name
-        outcomes.append(JobOutcome(name, run.overrides, run.status == COMPLETED, run.error))
-    return outcomes
+    runs = [
+        load_run(run_dir)
+        for run_dir in (find_run_dirs(sweep_dir) if sweep_dir.is_dir() else [])
+        if not (run_dir in before and before[run_dir] == _stamp(run_dir))
+    ]
+    # name a job by what sets it apart (the swept values), not by the overrides every job shares
+    shared = set.intersection(*(set(run.overrides) for run in runs)) if len(runs) > 1 else set()
+    return [
+        JobOutcome(
+            name=run.path.relative_to(sweep_dir).as_posix() if run.path != sweep_dir else run.path.name,
+            overrides=[o for o in run.overrides if o not in shared],
+            completed=run.status == COMPLETED,
+            error=run.error,
+        )
+        for run in runs
+    ]
 
 
 class SweepStatus(Callback):

@@ -18,14 +18,13 @@ from experiments.validation import ConfigError
 
 
 def _multirun_job() -> str | None:
-    """``"3 [activation=tanh seed=1]"`` when this is a job of a ``-m`` sweep, None for a single run."""
+    """The job number (``"3"``) when this is a job of a ``-m`` sweep, None for a single run."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
-    job = HydraConfig.get().job
-    return f"{job.num} [{' '.join(HydraConfig.get().overrides.task)}]"
+    return str(HydraConfig.get().job.num)
 
 
 def _is_rank_zero() -> bool:
@@ -67,7 +66,7 @@ def main(cfg: DictConfig) -> float | None:
             sys.exit(2 if isinstance(err, ConfigError) else 1)  # 1: the run started and diverged
         # In a sweep one bad job must not stop the others: its metrics.json says "failed" (written by
         # train), the sweep's SweepStatus callback exits non-zero at the end, and optuna marks it failed.
-        print(f"job {job} failed: {message}", file=sys.stderr, flush=True)
+        print(f"job {job} failed ({cfg.run_dir}): {message}", file=sys.stderr, flush=True)
         logging.getLogger(__name__).error("job failed", exc_info=True)  # full traceback: <run dir>/train.log
         return None
     metrics = record.get("metrics", {})

@@ -25,7 +25,8 @@ from pathlib import Path
 from experiments.reporting.runs import COMPLETED, FAILED, RunRecord, is_seed_override, parse_override
 
 METRIC_PREFIXES = ("test/", "val/", "train/")
-EXTRA_COLUMNS = ("params", "wall_time_s", "vanishing_ratio")
+#: per-run numbers besides the final metrics; a column appears only when some completed run recorded it
+EXTRA_COLUMNS = ("params", "flops", "receptive_field", "wall_time_s", "vanishing_ratio")
 PRIMARY_CANDIDATES = ("test/acc", "test/miou", "val/acc", "val/miou")
 DEFAULT_LABEL = "(default)"
 #: Override keys dropped from the group key even when they vary: they only configure Hydra itself.
@@ -318,6 +319,8 @@ def _fmt_metric(value: float, fixed: bool | None = None) -> str:
 
 _FORMATTERS: dict[str, Callable[[float], str]] = {
     "params": lambda v: f"{v:,.0f}" if math.isfinite(v) else str(v),
+    "flops": lambda v: f"{v:,.0f}" if math.isfinite(v) else str(v),
+    "receptive_field": lambda v: f"{v:.0f}" if math.isfinite(v) else str(v),
     "wall_time_s": lambda v: f"{v:.1f}" if math.isfinite(v) else str(v),
     "vanishing_ratio": lambda v: f"{v:.2e}" if math.isfinite(v) else str(v),
 }

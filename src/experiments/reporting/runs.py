@@ -59,6 +59,8 @@ class RunRecord:
     params: float | None = None
     wall_time_s: float | None = None
     vanishing_ratio: float | None = None
+    flops: float | None = None  # per sample, from the model card diagnostics
+    receptive_field: float | None = None  # of the last feature map, in input pixels
     history: dict[str, list[float | None]] = field(default_factory=dict)
     gradient_flow: GradientFlow | None = None
 
@@ -277,6 +279,8 @@ def load_run(path: Path) -> RunRecord:
         params=_as_float(data.get("params")),
         wall_time_s=_as_float(data.get("wall_time_s")),
         vanishing_ratio=_as_float(data.get("vanishing_ratio")),
+        flops=_as_float(data.get("flops")),
+        receptive_field=_as_float(data.get("receptive_field")),
         history=_load_history(data.get("history")),
         gradient_flow=_load_gradient_flow(data.get("gradient_flow")),
     )

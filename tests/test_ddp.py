@@ -1,0 +1,32 @@
+"""``trainer=ddp_cpu``: two gloo processes train end-to-end; rank 0 alone writes; metrics are reduced over ranks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from experiments.evaluate import evaluate
+from tests.conftest import TINY, run_cli
+
+
+@pytest.mark.slow
+def test_ddp_cpu_trains_end_to_end_and_reduces_metrics(tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    result = run_cli("experiments.train", *TINY, "trainer=ddp_cpu", "trainer.max_epochs=2", f"hydra.run.dir={run}",
+                     timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("run dir:") == 1  # only rank 0 reports
+
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["world_size"] == 2
+    assert len(record["history"]["epoch"]) == 2 and record["metrics"]["train/loss"] is not None
+    assert (run / "train_ddp_process_1.log").is_file()  # the second process ran (Hydra's log of it)
+    writers = {p.name.split(".")[-2] for p in (run / "tensorboard").glob("events.out.tfevents.*")}
+    assert len(writers) == 1  # every event file comes from one process id: rank 0's
+
+    # each rank tested half of the 64 test images; the reduced numbers equal one process testing all of them
+    single = evaluate(run, ckpt="best", accelerator="cpu")["metrics"]
+    assert record["metrics"]["test/acc"] == pytest.approx(single["test/acc"], abs=1e-6)
+    assert record["metrics"]["test/loss"] == pytest.approx(single["test/loss"], rel=1e-5)

@@ -1,0 +1,112 @@
+"""Every ready-made study in ``conf/experiment/`` composes, names real options, and validates at every grid point.
+
+No training here: a typo in a grid (``activation=sigmod``) or a grid point the validator rejects would
+otherwise surface minutes into a sweep, after the jobs before it have run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.config import compose, conf_dir
+from experiments.validation import validate
+
+#: the classic ablations of the sweeps issue: name -> the keys its grid must vary
+GRIDS = {
+    "sigmoid_vs_relu": {"activation": {"sigmoid", "tanh", "relu", "leaky_relu", "maxout"}},
+    "plain_vs_residual": {"model.depth": {"20", "56"}, "model.residual": {"True", "False"}},
+    "upsampling": {"upsampling": {"bilinear", "transposed", "unpool"}},
+    "pooling": {"pooling": {"max", "avg", "stride"}},
+    "dilation": {"model": {"fcn", "dilated"}},
+    "mse_vs_ce": {"loss": {"mse", "cross_entropy"}},
+}
+OPTUNA = "optuna_lr_wd_width"
+#: CPU budget of a default grid point: "finishes on a 2-core CPU in minutes" (measured times: README)
+MAX_TRAIN_IMAGES, MAX_EPOCHS = 5000, 6
+
+
+def experiments() -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+
+
+def experiment_file(name: str) -> DictConfig:
+    return OmegaConf.load(conf_dir() / "experiment" / f"{name}.yaml")
+
+
+def grid(name: str) -> dict[str, list[str]]:
+    """The basic sweeper's grid of an experiment, parsed with Hydra's own override grammar."""
+    params = experiment_file(name).hydra.sweeper.params
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    return {o.get_key_element(): list(o.sweep_string_iterator()) for o in parsed}
+
+
+def is_group(key: str) -> bool:
+    return (conf_dir() / key).is_dir()
+
+
+def test_all_classic_ablations_exist() -> None:
+    assert set(GRIDS) | {OPTUNA} <= set(experiments())
+
+
+@pytest.mark.parametrize("name", sorted(GRIDS))
+def test_grid_varies_the_studied_keys_over_existing_options(name: str) -> None:
+    points = grid(name)
+    assert {k: set(v) for k, v in points.items()} == GRIDS[name]
+    for key, values in points.items():
+        if is_group(key):
+            available = {p.stem for p in (conf_dir() / key).glob("*.yaml")}
+            assert set(values) <= available, f"{name}: {key} has no option {set(values) - available}"
+
+
+@pytest.mark.parametrize("name", sorted(GRIDS))
+def test_every_grid_point_composes_and_validates(name: str) -> None:
+    points = grid(name)
+    for values in itertools.product(*points.values()):
+        overrides = [f"experiment={name}", *(f"{k}={v}" for k, v in zip(points, values, strict=True))]
+        cfg = compose(overrides)
+        validate(cfg)
+        for key, value in zip(points, values, strict=True):  # the grid value reached the composed config
+            if is_group(key):
+                continue
+            assert str(OmegaConf.select(cfg, key)) == value, (overrides, key)
+
+
+@pytest.mark.parametrize("name", sorted(GRIDS))
+def test_default_budget_is_small_and_full_size_knobs_are_documented(name: str) -> None:
+    cfg = compose([f"experiment={name}"])
+    assert cfg.data.train_size <= MAX_TRAIN_IMAGES and cfg.trainer.max_epochs <= MAX_EPOCHS
+    text = (conf_dir() / "experiment" / f"{name}.yaml").read_text()
+    assert text.startswith("# @package _global_\n")
+    assert "trainer=gpu" in text and "data.train_size=" in text  # how to run it at full size
+    assert f"-m experiment={name}" in text  # how to launch it
+
+
+def test_command_line_keys_replace_the_grid_and_other_groups_still_compose() -> None:
+    """``experiment=pooling activation=tanh`` keeps the study's settings and takes the user's activation."""
+    cfg = compose(["experiment=pooling", "activation=tanh", "pooling=avg", "data.train_size=64"])
+    assert cfg.activation.name == "tanh" and cfg.pooling.name == "avg" and cfg.data.train_size == 64
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+                    reason="hydra-optuna-sweeper not installed: pip install -e '.[sweeps]'")
+def test_optuna_search_space_names_real_keys_and_its_bounds_validate() -> None:
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+
+    sweeper = experiment_file(OPTUNA).hydra.sweeper
+    assert sweeper.direction == "maximize"  # train.py returns val/acc (val/miou): higher is better
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in sweeper.params.items()])
+    distributions = {o.get_key_element(): create_optuna_distribution_from_override(o) for o in parsed}
+    assert set(distributions) == {"optimizer.lr", "optimizer.weight_decay", "model.width"}
+    assert distributions["optimizer.lr"].log  # learning rates are searched on a log scale
+    base = compose([f"experiment={OPTUNA}"])
+    for key in distributions:
+        assert OmegaConf.select(base, key) is not None, key
+    lr, wd = distributions["optimizer.lr"], distributions["optimizer.weight_decay"]
+    for corner in itertools.product((lr.low, lr.high), (wd.low, wd.high), distributions["model.width"].choices):
+        overrides = [f"optimizer.lr={corner[0]}", f"optimizer.weight_decay={corner[1]}", f"model.width={corner[2]}"]
+        validate(compose([f"experiment={OPTUNA}", *overrides]))
