@@ -15,6 +15,8 @@ from tests.conftest import TINY, run_cli
 
 #: per job: 4 training steps over 2 epochs, so learning curves have two points and a job takes seconds
 SWEEP_TINY = [*TINY, "data.train_size=128", "trainer.max_epochs=2"]
+#: for sweeps whose test reads no diagnostics: skips the model card's tracing and the gradient probes
+NO_DIAGNOSTICS = "diagnostics=off"
 
 
 def run_sweep(sweep_dir: Path, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""The parallel and cluster launchers run a 2-job sweep end to end (plugins from the ``sweeps`` extra).
+"""The parallel and cluster launchers, and the optuna sweeper, run small sweeps end to end (``sweeps`` extra).
 
 joblib runs the jobs in local worker processes at the same time; submitit_local goes through submitit's
 job submission (pickled job, separate process, result file), which is what submitit_slurm does on a
@@ -11,8 +11,9 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.sweep_cli import explain, job_records, run_sweep
+from tests.sweep_cli import NO_DIAGNOSTICS, explain, job_records, run_sweep
 
 
 def needs_plugin(module: str, package: str) -> pytest.MarkDecorator:
@@ -32,18 +33,36 @@ def assert_two_jobs_completed(sweep: Path) -> None:
 @needs_plugin("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher")
 def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    result = run_sweep(sweep, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "activation=relu,tanh")
+    result = run_sweep(sweep, NO_DIAGNOSTICS, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                       "activation=relu,tanh")
     assert result.returncode == 0, explain(result)
     assert "Joblib.Parallel" in result.stdout + result.stderr  # the plugin, not the basic launcher, ran them
     assert "2 of 2 jobs completed" in result.stdout
     assert_two_jobs_completed(sweep)
 
 
+@pytest.mark.slow  # one fresh Python per job plus submitit's polling: ~15 s idle, far more on a busy machine
 @needs_plugin("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher")
 def test_submitit_local_launcher_runs_submitted_jobs(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    result = run_sweep(sweep, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "activation=relu,tanh")
+    result = run_sweep(sweep, NO_DIAGNOSTICS, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                       "activation=relu,tanh")
     assert result.returncode == 0, explain(result)
     assert "2 of 2 jobs completed" in result.stdout
     assert_two_jobs_completed(sweep)
     assert list((sweep / ".submitit").glob("*/*_result.pkl"))  # submitit's own job records
+
+
+@pytest.mark.slow  # three trials of the optuna experiment's search space, one after another
+@needs_plugin("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper")
+def test_optuna_sweeper_maximises_the_returned_validation_accuracy(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    # the tiny budget's data/trainer values override the experiment's own (command line wins)
+    result = run_sweep(sweep, NO_DIAGNOSTICS, "experiment=optuna_lr_wd_width", "hydra.sweeper.n_trials=3")
+    assert result.returncode == 0, explain(result)
+    records = job_records(sweep)
+    assert sorted(records) == [0, 1, 2]
+    assert len({r["metrics"]["val/acc"] is not None and tuple(r["overrides"]) for r in records.values()}) == 3
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(r["metrics"]["val/acc"] for r in records.values()))
+    assert set(best["best_params"]) == {"optimizer.lr", "optimizer.weight_decay", "model.width"}

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.sweep_cli import explain, job_records, run_sweep
+from tests.sweep_cli import NO_DIAGNOSTICS, explain, job_records, run_sweep
 
 READY_TIMEOUT_S = 90  # server start plus its first pass over the event files, on a busy 2-core machine
 RUNS = ["0/tensorboard", "1/tensorboard"]
@@ -67,7 +67,7 @@ class Server:
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sweep = tmp_path_factory.mktemp("tb") / "sweep"
-    result = run_sweep(sweep, "optimizer.lr=0.004,0.002")
+    result = run_sweep(sweep, NO_DIAGNOSTICS, "optimizer.lr=0.004,0.002")
     assert result.returncode == 0, explain(result)
     return sweep
 
