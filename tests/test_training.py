@@ -45,11 +45,11 @@ def test_every_option_trains_a_few_steps(make_cfg, overrides) -> None:
 
 
 def test_training_learns_far_above_chance(make_cfg, tmp_path: Path) -> None:
-    cfg = make_cfg(["data.train_size=2000", "data.val_size=500", "data.test_size=500", "data.batch_size=64",
-                    "trainer.max_epochs=4"])
+    cfg = make_cfg(["data.train_size=4000", "data.val_size=500", "data.test_size=500", "data.batch_size=64",
+                    "trainer.max_epochs=6"])
     record = train(cfg)
     chance = 1 / cfg.data.num_classes
-    assert record["metrics"]["val/acc"] > 0.8 > 3 * chance
+    assert record["metrics"]["val/acc"] > 0.8 > 4 * chance
     assert record["metrics"]["test/acc"] > 0.8
 
     run = Path(cfg.run_dir)
@@ -58,7 +58,7 @@ def test_training_learns_far_above_chance(make_cfg, tmp_path: Path) -> None:
     assert saved["params"] > 0 and saved["wall_time_s"] > 0
     for key in ("train/loss", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc"):
         assert key in saved["metrics"]
-    assert len(saved["history"]["val/acc"]) == 4
+    assert len(saved["history"]["val/acc"]) == 6
     assert saved["history"]["val/acc"][-1] > saved["history"]["val/acc"][0]
     assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
 
@@ -76,7 +76,6 @@ def test_hparams_carry_group_choices_and_final_metrics(make_cfg) -> None:
     from tensorboard.plugins.hparams.metadata import PLUGIN_NAME
 
     cfg = make_cfg(["activation=tanh", "optimizer=momentum", "+trainer.limit_train_batches=2"])
-    cfg.hydra = None  # not under the CLI: choices come from compose's hydra node below
     record = train(cfg)
     events = EventAccumulator(str(Path(cfg.run_dir) / "tensorboard"), size_guidance={"tensors": 0})
     events.Reload()

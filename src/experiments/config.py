@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 
 def conf_dir() -> Path:
@@ -36,10 +36,21 @@ register_resolvers()
 def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
     """Compose the config as the CLI would, for tests, notebooks and the inspect/evaluate commands.
 
-    ``run_dir`` is left to the caller (the CLI gets it from Hydra's output dir).
+    ``run_dir`` is left to the caller (the CLI gets it from Hydra's output dir). The result carries a slim
+    ``hydra`` node (``runtime.choices``, ``overrides.task``) so runs composed here record their choices too.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=False)
+        full = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    # Keep only what a run records from Hydra (group choices, command-line overrides), as plain values:
+    # the rest of the hydra node interpolates runtime values that exist only under the CLI.
+    record = OmegaConf.create({
+        "runtime": {"choices": OmegaConf.to_container(full.hydra.runtime.choices)},
+        "overrides": {"task": list(full.hydra.overrides.task)},
+    })
+    with open_dict(full):
+        del full["hydra"]
+        full["hydra"] = record
+    return full

@@ -18,6 +18,10 @@ the RNG, the loader position and the metric states before the first batch, the l
 created their entries. Adding the saved sum to the first new value is exact (float addition commutes),
 so the epoch mean is bit-identical. The result-collection part touches a private Lightning attribute;
 if a future Lightning renames it, that part is skipped with a warning and the rest still works.
+
+Under DDP the accumulators are per rank while a checkpoint holds rank 0's callback state only, so they
+are not carried: weights, optimiser, schedule, data order and every later epoch are exact, but the
+train-metric means of the epoch that was interrupted cover the batches after the restart.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ class ResumeState(Callback):
         loader = trainer.train_dataloader
         if hasattr(loader, "state_dict") and hasattr(loader, "load_state_dict"):
             state["loader"] = loader.state_dict()
+        if trainer.world_size > 1:
+            return state  # the accumulators are per rank and only rank 0's state is saved: see the module docstring
         results = _train_results(trainer)
         if results is None:
             log.warning("cannot read Lightning's epoch accumulators; a mid-epoch resume will report that "

@@ -30,7 +30,7 @@ def group_choices(cfg: DictConfig) -> dict[str, str]:
     """Which option of each config group this run uses (from Hydra's runtime record)."""
     from hydra.core.hydra_config import HydraConfig
 
-    if "hydra" in cfg:
+    if cfg.get("hydra") is not None:
         choices = cfg.hydra.runtime.choices
     elif HydraConfig.initialized():
         choices = HydraConfig.get().runtime.choices
@@ -42,7 +42,7 @@ def group_choices(cfg: DictConfig) -> dict[str, str]:
 def task_overrides(cfg: DictConfig) -> list[str]:
     from hydra.core.hydra_config import HydraConfig
 
-    if "hydra" in cfg:
+    if cfg.get("hydra") is not None:
         return list(cfg.hydra.overrides.task)
     if HydraConfig.initialized():
         return list(HydraConfig.get().overrides.task)

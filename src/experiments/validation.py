@@ -347,10 +347,82 @@ def _check_resume(cfg: DictConfig) -> None:
              "resume=true hydra.run.dir=outputs/runs/<date>/<time>")
 
 
+# -- segmentation: model/data agreement, FCN and dilated options, upsampling ---------------------------------
+
+#: segmentation model classes -> their model option (they output a map and take the upsampling group)
+SEGMENTATION_MODELS = {"FCN": "fcn", "DilatedNet": "dilated"}
+_FCN_VARIANTS = {"32s": 0, "16s": 1, "8s": 2}  # fused earlier pools, as in experiments.models.fcn
+
+
+def _model_option(cfg: DictConfig) -> str:
+    kind = model_kind(cfg)
+    return SEGMENTATION_MODELS.get(kind, kind.lower())
+
+
+def _check_task(cfg: DictConfig) -> None:
+    """A per-pixel model needs per-pixel masks and a per-image model needs labels; unpool needs a decoder."""
+    task = OmegaConf.select(cfg, "data.task", default="classification")
+    option = _model_option(cfg)
+    if model_kind(cfg) in SEGMENTATION_MODELS:
+        _require(task == "segmentation", "data.task", task,
+                 f"model={option} predicts a class for every pixel and needs per-pixel masks",
+                 f"use data=shapes_seg (model={option} picks it when no data= is given)")
+        return
+    _require(task != "segmentation", "data.task", task,
+             f"model={option} predicts one class per image, not a labelled map",
+             "use model=fcn or model=dilated for segmentation, or data=shapes for classification")
+    up = OmegaConf.select(cfg, "upsampling.name", default=None)
+    _require(up != "unpool", "upsampling", up, f"model={option} has no decoder, so there are no pools to undo",
+             "drop the upsampling override, or use model=fcn or model=dilated with pooling=max")
+
+
+def _check_unpool(cfg: DictConfig) -> None:
+    """Max-unpooling puts values back where a max-pool found its maxima, so it needs those max-pools."""
+    if OmegaConf.select(cfg, "upsampling.name", default=None) != "unpool":
+        return
+    pooling = cfg.pooling.get("name")
+    _require(pooling == "max", "pooling", pooling,
+             "upsampling=unpool needs the argmax indices that only max pooling records",
+             "use pooling=max, or another upsampling such as upsampling=bilinear")
+    k = cfg.pooling.get("kernel_size", 2)
+    _require(isinstance(k, int) and k >= 2, "pooling.kernel_size", k,
+             "a 1x1 max-pool does not down-sample, so there is nothing for upsampling=unpool to undo",
+             "use pooling.kernel_size=2")
+
+
+def _check_fcn(cfg: DictConfig) -> None:
+    model = cfg.model
+    variant = model.get("variant", "8s")
+    _require(variant in _FCN_VARIANTS, "model.variant", variant, "FCN variants are 32s, 16s and 8s (Long et al. 2015)",
+             "use model.variant=8s")
+    stages, skips = model.get("stages"), _FCN_VARIANTS[variant]
+    _require(stages > skips, "model.variant", variant,
+             f"FCN-{variant} fuses the scores of {skips} earlier pools, so it needs model.stages>={skips + 1}",
+             f"use model.stages={skips + 1} or more, or a variant with fewer skips such as model.variant=32s")
+    _positive_int(cfg, "model.fc_width")
+    k = model.get("fc_kernel", 3)
+    _require(isinstance(k, int) and k >= 1 and k % 2 == 1, "model.fc_kernel", k,
+             "the convolutionalised fc6 keeps the map size only with an odd kernel", "use model.fc_kernel=3 (or 1, 5, 7)")
+
+
+def _check_dilated(cfg: DictConfig) -> None:
+    model = cfg.model
+    _positive_int(cfg, "model.context_width")
+    _positive_int(cfg, "model.dilated_stages", 0)
+    dilations = model.get("dilations")
+    ok = isinstance(dilations, ListConfig) and len(dilations) > 0 and all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dilations
+    )
+    _require(ok, "model.dilations", dilations, "the context module needs a non-empty list of positive dilations",
+             "use e.g. model.dilations=[1,1,2,4,8,16,1] (Yu & Koltun 2016)")
+
+
 #: extra checks per model class; a new model adds its entry here
 MODEL_CHECKS: dict[str, list[Callable[[DictConfig], None]]] = {
     "CNN": [_check_encoder],
     "ResNet": [_check_resnet],
+    "FCN": [_check_encoder, _check_fcn, _check_unpool],
+    "DilatedNet": [_check_encoder, _check_dilated, _check_unpool],
 }
 
 
@@ -365,5 +437,6 @@ def validate(cfg: DictConfig) -> None:
     _check_trainer(cfg)
     _check_data_sizes(cfg)
     _check_resume(cfg)
+    _check_task(cfg)
     for check in MODEL_CHECKS.get(model_kind(cfg), []):
         check(cfg)

@@ -48,8 +48,10 @@ def activation_modules(network: nn.Module) -> dict[str, nn.Module]:
 
 def dead_fraction(a: torch.Tensor) -> torch.Tensor:
     """Fraction of units (channels for conv maps, features for linear layers) never positive over the batch."""
-    units = a.transpose(0, 1).reshape(a.shape[1], -1) if a.dim() > 1 else a.reshape(1, -1)
-    return 1.0 - (units > 0).any(dim=1).float().mean()
+    positive = (a > 0).reshape(1, -1) if a.dim() < 2 else a > 0
+    if positive.dim() > 2:
+        positive = positive.flatten(2).any(dim=2)  # (N, C): did the channel fire anywhere in this sample
+    return 1.0 - positive.any(dim=0).float().mean()
 
 
 def saturated_fraction(a: torch.Tensor, kind: str) -> torch.Tensor:
@@ -63,7 +65,8 @@ def activation_stats(module: nn.Module, output: torch.Tensor) -> dict[str, torch
     """The statistics that apply to this kind of activation, as 0-d tensors (no host sync here)."""
     a = output.detach()
     af = a.float()
-    stats = {"act_mean": af.mean(), "act_std": af.std() if af.numel() > 1 else af.new_zeros(())}
+    std, mean = torch.std_mean(af) if af.numel() > 1 else (af.new_zeros(()), af.mean())
+    stats = {"act_mean": mean, "act_std": std}
     if isinstance(module, RELU_FAMILY) and a.dim() >= 2:
         stats["act_dead"] = dead_fraction(a)
     kind = next((k for t, k in SATURATING.items() if isinstance(module, t)), None)

@@ -34,4 +34,6 @@ def onecycle(
 ) -> LRScheduler:
     """One-cycle (Smith 2018) peaking at the optimiser's configured learning rate."""
     max_lr = [group["lr"] for group in optimizer.param_groups]
-    return OneCycleLR(optimizer, max_lr, total_steps=max(2, total_steps), pct_start=pct_start, div_factor=div_factor)
+    # OneCycleLR needs at least one step in each phase; a very short run just stops early in the warm-up.
+    total = max(total_steps, int(1 / pct_start) + 2, int(1 / (1 - pct_start)) + 2)
+    return OneCycleLR(optimizer, max_lr, total_steps=total, pct_start=pct_start, div_factor=div_factor)
