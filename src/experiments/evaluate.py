@@ -111,7 +111,8 @@ def evaluate(run_dir: str | Path, ckpt: str = "best", accelerator: str = "auto")
     import lightning as L
 
     from experiments import instantiate as build
-    from experiments.outputs import epoch_metrics, write_json
+    from experiments.outputs import epoch_metrics
+    from experiments.run_files import write_json
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)

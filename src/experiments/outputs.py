@@ -1,16 +1,13 @@
 """What a run leaves on disk so that the report needs nothing else: ``metrics.json`` and its history.
 
-``metrics.json`` schema: status (completed | failed | running), error, task, choices, overrides,
+``metrics.json`` schema: status (completed | failed | interrupted | running), error, task, choices, overrides,
 seed, metrics (final train/val/test values), params, wall_time_s, vanishing_ratio, history (per-epoch
 curves), gradient_flow, best_checkpoint, run_dir.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -61,15 +58,3 @@ class HistoryRecorder(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = state_dict.get("history", self.history)
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write atomically (temp file + rename) so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

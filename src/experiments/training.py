@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.run_files import write_json
 from experiments.validation import ConfigError, validate
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except ConfigError as err:
         record.update(status="failed", error=str(err), wall_time_s=0.0)
         if not (cfg.get("resume") and (run_dir / "metrics.json").exists()):  # never clobber the run being resumed
-            _write_failed_record(run_dir / "metrics.json", record)
+            write_json(run_dir / "metrics.json", record)
         raise
     if plan.completed is not None:
         log.info("%s already completed; skipped (resume=true)", run_dir)
@@ -115,7 +116,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     from experiments import instantiate as build
     from experiments.checkpoints import SafeCheckpointIO, verify_resumable
-    from experiments.outputs import write_json
     from experiments.resume_state import ResumeState
     from experiments.signals import GracefulStop, RunInterrupted
 
@@ -182,17 +182,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             log_hparams(logger, hyperparameters(cfg, choices, overrides), hp_metrics)
         write_json(run_dir / "metrics.json", record)
     return record
-
-
-def _write_failed_record(path: Path, record: dict[str, Any]) -> None:
-    """Atomic JSON write without importing Lightning (``outputs.write_json`` does), for the config-error path."""
-    import json
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def fit_and_test(

@@ -224,6 +224,8 @@ def _classify(data: dict[str, Any], metrics: dict[str, float]) -> tuple[Status, 
         return FAILED, _one_line(error) if error else "(no error message recorded)"
     if status == "running":
         return INCOMPLETE, "status is 'running': the job ended without finalising metrics.json"
+    if status == "interrupted":
+        return INCOMPLETE, "interrupted (SIGINT/SIGTERM); continue it with resume=true"
     if status is None:
         # Older metrics.json files had no status; final metrics are the evidence the run finished.
         if metrics:
