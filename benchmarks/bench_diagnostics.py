@@ -17,7 +17,7 @@ epoch-end gaps and figures):
 
 Settings are interleaved over ``--rounds`` rounds and medians are reported.
 
-    python benchmarks/bench_diagnostics.py [--steps 300] [--warmup 20] [--rounds 3] [overrides...]
+    python benchmarks/bench_diagnostics.py [--steps 300] [--warmup 20] [--rounds 3] [--threads N] [overrides...]
 """
 
 from __future__ import annotations
@@ -114,7 +114,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads; 1 makes CPU time exact on a loaded machine (no spinning workers)")
     args, overrides = parser.parse_known_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     import logging
 
@@ -136,7 +142,10 @@ def main() -> None:
 
     med = {s: {k: statistics.median(r[k] for r in results[s]) for k in results[s][0]} for s in SETTINGS}
     base = med["off"]
-    print(f"\n{args.steps} steps x {args.rounds} rounds, medians; overrides: {' '.join(overrides) or '(none)'}")
+    import torch
+
+    print(f"\n{args.steps} steps x {args.rounds} rounds, medians, {torch.get_num_threads()} threads; "
+          f"overrides: {' '.join(overrides) or '(none)'}")
     print(f"{'diagnostics':>11}  {'steps/s':>8}  {'cost':>7}  {'steps/cpu-s':>11}  {'cpu cost':>8}  {'in hooks':>8}"
           f"  {'start-up s':>10}")
     for s in SETTINGS:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from tests.conftest import run_cli
 
 from experiments.config import compose, conf_dir
 from experiments.validation import ConfigError, validate
+from tests.conftest import run_cli
 
 GROUPS = [
     "activation", "pooling", "init", "loss", "optimizer", "scheduler", "trainer", "logger", "model", "data",

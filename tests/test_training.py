@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tests.conftest import run_cli
 
 from experiments.config import conf_dir
 from experiments.training import train
+from tests.conftest import run_cli
 
 
 def options(group: str) -> list[str]:

@@ -22,7 +22,8 @@ def write_idx_mnist(root: Path, n_train: int = 120, n_test: int = 40) -> None:
         images = torch.zeros(n, 28, 28, dtype=torch.uint8)
         for i, label in enumerate(labels.tolist()):
             images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 255
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x803, n, 28, 28) + images.numpy().tobytes())
+        header = struct.pack(">IIII", 0x803, n, 28, 28)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(header + images.numpy().tobytes())
         (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
             struct.pack(">II", 0x801, n) + labels.to(torch.uint8).numpy().tobytes()
         )
