@@ -71,9 +71,9 @@ def gradient_flow_figure(measurements: list[dict[str, Any]]) -> Any:
     ax.set_ylabel("||grad W||_2")
     ratio = measurements[-1].get("vanishing_ratio")
     ax.set_title("Gradient flow" + (f"  (first/last = {ratio:.2e})" if ratio is not None else ""))
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.9, bottom=0.36)  # fixed margins: tight_layout costs ~0.3 s
     return fig
 
 
