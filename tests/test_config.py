@@ -45,6 +45,11 @@ BAD_INPUTS = [
     (["activation=leaky_relu", "activation.negative_slope=-1"], "activation.negative_slope=-1", "slope"),
     (["trainer.max_epochs=0"], "trainer.max_epochs=0", "integer >= 1"),
     (["data.channels=2"], "data.channels=2", "grayscale or RGB"),
+    (["model=fcn", "data=shapes"], "data.task=classification", "per-pixel masks"),
+    (["model=cnn", "data=shapes_seg"], "data.task=segmentation", "not a labelled map"),
+    (["model=fcn", "upsampling=unpool", "pooling=avg"], "pooling=avg", "argmax indices"),
+    (["model=fcn", "model.stages=2"], "model.variant=8s", "fuses the scores of 2 earlier pools"),
+    (["model=dilated", "model.dilations=[1,0]"], "model.dilations=[1,0]", "positive dilations"),
 ]
 
 
@@ -98,3 +103,11 @@ def test_cli_cfg_job_prints_the_composed_config() -> None:
 def test_resnet_picks_stride_pooling_and_cnn_keeps_max() -> None:
     assert compose(["model=resnet"]).pooling.name == "stride"
     assert compose([]).pooling.name == "max"
+
+
+@pytest.mark.parametrize("upsampling", options("upsampling"))
+@pytest.mark.parametrize("model", ["fcn", "dilated"])
+def test_every_upsampling_composes_and_validates_with_each_segmentation_model(model: str, upsampling: str) -> None:
+    cfg = compose([f"model={model}", f"upsampling={upsampling}"])
+    validate(cfg)
+    assert cfg.upsampling.name == upsampling and cfg.data.task == "segmentation"

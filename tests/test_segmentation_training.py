@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.conftest import run_cli
 
 from experiments.config import compose
 from experiments.instantiate import build_datamodule, build_task
@@ -17,6 +16,7 @@ from experiments.losses import CrossEntropy, DiceLoss, FocalLoss, QuadraticCost
 from experiments.tasks.segmentation import palette, sample_grid
 from experiments.training import train
 from experiments.validation import ConfigError, validate
+from tests.conftest import run_cli
 
 # ---------------------------------------------------------------------------------------------- losses
 
@@ -163,8 +163,8 @@ def test_headline_command_with_a_reduced_budget_learns(tmp_path: Path) -> None:
 def test_headline_reaches_080_mean_iou_within_three_minutes(tmp_path: Path, model: str) -> None:
     """The full default budget (an idle 2-core machine: about two minutes each)."""
     run_dir = tmp_path / model
-    result = run_cli("experiments.train", f"model={model}", "activation=leaky_relu", "trainer.enable_progress_bar=false",
-                     f"hydra.run.dir={run_dir}", timeout=900)
+    result = run_cli("experiments.train", f"model={model}", "activation=leaky_relu",
+                     "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["metrics"]["val/miou"] >= 0.80

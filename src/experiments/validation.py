@@ -402,7 +402,8 @@ def _check_fcn(cfg: DictConfig) -> None:
     _positive_int(cfg, "model.fc_width")
     k = model.get("fc_kernel", 3)
     _require(isinstance(k, int) and k >= 1 and k % 2 == 1, "model.fc_kernel", k,
-             "the convolutionalised fc6 keeps the map size only with an odd kernel", "use model.fc_kernel=3 (or 1, 5, 7)")
+             "the convolutionalised fc6 keeps the map size only with an odd kernel",
+             "use model.fc_kernel=3 (or 1, 5, 7)")
 
 
 def _check_dilated(cfg: DictConfig) -> None:

@@ -75,7 +75,7 @@ class SegmentationTask(Task):
         })
 
     def names(self) -> list[str]:
-        """Class names for ``test/iou_<name>``: given, else the data module's (background + shape kinds), else indices."""
+        """Names for ``test/iou_<name>``: given, else the data module's (background + shape kinds), else indices."""
         if self.class_names is not None and len(self.class_names) == self.num_classes:
             return self.class_names
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
