@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 #: groups whose choice is recorded with every run (HParams columns, report grouping)
 RECORDED_GROUPS = (
     "model", "activation", "pooling", "upsampling", "init", "loss", "optimizer", "scheduler", "data", "trainer",
-    "experiment",
+    "diagnostics", "experiment",
 )
 
 
