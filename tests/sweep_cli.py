@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import TINY, run_cli
 
-#: per job: 4 training steps over 2 epochs, so learning curves have two points and a job takes seconds
-SWEEP_TINY = [*TINY, "data.train_size=128", "trainer.max_epochs=2"]
+#: per job: 4 training steps over 2 epochs of a 4-channel cnn, so learning curves have two points and a job
+#: takes a second or two (convolution cost grows with width squared: the default width 16 is ~10x slower)
+SWEEP_TINY = [*TINY, "data.train_size=128", "trainer.max_epochs=2", "model.width=4"]
 #: for sweeps whose test reads no diagnostics: skips the model card's tracing and the gradient probes
 NO_DIAGNOSTICS = "diagnostics=off"
 
 
-def run_sweep(sweep_dir: Path, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python -m experiments.train -m <tiny budget> hydra.sweep.dir=<sweep_dir> <overrides>``."""
-    return run_cli("experiments.train", "-m", *SWEEP_TINY, f"hydra.sweep.dir={sweep_dir}", *overrides,
-                   timeout=timeout)
+def run_sweep(
+    sweep_dir: Path, *overrides: str, base: Sequence[str] = tuple(SWEEP_TINY), timeout: float = 300,
+) -> subprocess.CompletedProcess:
+    """``python -m experiments.train -m <base: tiny budget> hydra.sweep.dir=<sweep_dir> <overrides>``."""
+    return run_cli("experiments.train", "-m", *base, f"hydra.sweep.dir={sweep_dir}", *overrides, timeout=timeout)
 
 
 def job_records(sweep_dir: Path) -> dict[int, dict[str, Any]]:

@@ -28,6 +28,8 @@ def test_every_option_composes_and_validates(group: str) -> None:
             overrides.append("model.depth=8")
         if group == "data" and option in ("mnist", "fashion_mnist", "cifar10", "image_folder"):
             overrides += ["data.root=.", "data.num_classes=10"]  # validation checks the folder exists
+        if group == "data" and option.endswith("_seg"):
+            overrides.append("model=fcn")  # segmentation data needs a segmentation model
         cfg = compose(overrides)
         validate(cfg)
 

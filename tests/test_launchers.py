@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.sweep_cli import NO_DIAGNOSTICS, explain, job_records, run_sweep
+from tests.sweep_cli import NO_DIAGNOSTICS, SWEEP_TINY, explain, job_records, run_sweep
 
 
 def needs_plugin(module: str, package: str) -> pytest.MarkDecorator:
@@ -41,7 +41,6 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path) -> None
     assert_two_jobs_completed(sweep)
 
 
-@pytest.mark.slow  # one fresh Python per job plus submitit's polling: ~15 s idle, far more on a busy machine
 @needs_plugin("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher")
 def test_submitit_local_launcher_runs_submitted_jobs(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
@@ -53,12 +52,14 @@ def test_submitit_local_launcher_runs_submitted_jobs(tmp_path: Path) -> None:
     assert list((sweep / ".submitit").glob("*/*_result.pkl"))  # submitit's own job records
 
 
-@pytest.mark.slow  # three trials of the optuna experiment's search space, one after another
+@pytest.mark.slow  # three trials one after another; the search space itself is checked fast in test_experiments_configs
 @needs_plugin("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper")
 def test_optuna_sweeper_maximises_the_returned_validation_accuracy(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    # the tiny budget's data/trainer values override the experiment's own (command line wins)
-    result = run_sweep(sweep, NO_DIAGNOSTICS, "experiment=optuna_lr_wd_width", "hydra.sweeper.n_trials=3")
+    # the tiny budget's data/trainer values override the experiment's own (command line wins); its width does
+    # not, because a width fixed on the command line would take model.width out of the search space
+    base = [o for o in SWEEP_TINY if not o.startswith("model.width=")]
+    result = run_sweep(sweep, NO_DIAGNOSTICS, "experiment=optuna_lr_wd_width", "hydra.sweeper.n_trials=3", base=base)
     assert result.returncode == 0, explain(result)
     records = job_records(sweep)
     assert sorted(records) == [0, 1, 2]
