@@ -135,6 +135,8 @@ def test_sample_grid_colours_classes_and_scales_inputs() -> None:
     grid = sample_grid(images, masks, masks, 5)
     assert grid.shape == (3, 8, 12) and grid.min() >= 0 and grid.max() <= 1
     torch.testing.assert_close(grid[:, :4, 4:8], grid[:, :4, 8:])  # a perfect prediction looks like the truth
+    gray = sample_grid(torch.randn(1, 1, 4, 4), masks[:1], masks[:1], 5)
+    assert gray.shape == (3, 4, 12) and torch.equal(gray[0, :, :4], gray[1, :, :4])
 
 
 def headline(run_dir: Path, *budget: str) -> dict:

@@ -59,17 +59,19 @@ def test_unpool_of_odd_input_returns_the_pre_pool_size() -> None:
 
 
 def test_unpool_of_a_narrower_map_lifts_to_the_index_channels() -> None:
-    """Class scores (2 maps) unpooled with a 6-channel pool's indices: values land only at recorded argmaxes."""
+    """Class scores (2 maps) unpooled with a 6-channel pool's indices: values land only at recorded argmaxes,
+    then a 3x3 decoder conv densifies the sparse map."""
     features = torch.randn(1, 6, 8, 8)
     _, indices = nn.MaxPool2d(2, 2, return_indices=True)(features)
     up = upsampling_factory("unpool")(2, 2, index_channels=6)
-    for conv in (up.lift, up.drop):
-        nn.init.zeros_(conv.bias)
-    out = up(torch.randn(1, 2, 4, 4), (8, 8), indices)
-    assert out.shape == (1, 2, 8, 8)
-    argmax_anywhere = torch.zeros(64, dtype=torch.bool)
-    argmax_anywhere[indices.flatten()] = True
-    assert (out.flatten(2)[..., ~argmax_anywhere] == 0).all()
+    nn.init.zeros_(up.lift.bias)
+    scores = torch.randn(1, 2, 4, 4)
+    sparse = up.place(scores, (8, 8), indices)
+    assert sparse.shape == (1, 6, 8, 8)
+    torch.testing.assert_close(sparse.flatten(2).gather(2, indices.flatten(2)), up.lift(scores).flatten(2))
+    assert (sparse != 0).sum() == 6 * 16  # one value per window and channel, the rest empty
+    dense = up(scores, (8, 8), indices)
+    assert dense.shape == (1, 2, 8, 8) and (dense != 0).float().mean() > 0.9
 
 
 def test_unpool_without_indices_is_a_clear_error() -> None:

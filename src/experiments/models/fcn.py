@@ -54,7 +54,7 @@ def zero_(conv: nn.Conv2d) -> nn.Conv2d:
     """Zero a skip-score conv, as Long et al. 2015 do, "so that the net starts with unmodified predictions".
 
     A randomly initialised skip adds noise from shallow features to the coarse scores from the start;
-    zero lets each skip grow in only as far as it helps (measured here: about +0.02 mean IoU on shapes_seg).
+    zero lets each skip grow in only as far as it helps (about +0.02 mean IoU in a shapes_seg prototype).
     ``keep_init`` stops the global initialiser from overwriting it.
     """
     nn.init.zeros_(conv.weight)

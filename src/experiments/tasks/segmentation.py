@@ -38,12 +38,12 @@ def sample_grid(images: torch.Tensor, targets: torch.Tensor, preds: torch.Tensor
     colours = palette(num_classes)
     lo = images.amin(dim=(1, 2, 3), keepdim=True)
     hi = images.amax(dim=(1, 2, 3), keepdim=True)
-    shown = ((images - lo) / (hi - lo).clamp_min(1e-6)).expand(-1, 3, -1, -1) if images.shape[1] == 1 else (
-        (images - lo) / (hi - lo).clamp_min(1e-6)
-    )
+    shown = (images - lo) / (hi - lo).clamp_min(1e-6)
+    if shown.shape[1] != 3:  # grayscale (or other channel counts): show the first channel in gray
+        shown = shown[:, :1].expand(-1, 3, -1, -1)
     truth = colours[targets].permute(0, 3, 1, 2)
     pred = colours[preds].permute(0, 3, 1, 2)
-    rows = torch.cat([shown[:, :3], truth, pred], dim=3)  # (n, 3, H, 3W)
+    rows = torch.cat([shown, truth, pred], dim=3)  # (n, 3, H, 3W)
     return torch.cat(list(rows), dim=1)  # (3, nH, 3W)
 
 
