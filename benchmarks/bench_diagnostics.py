@@ -27,7 +27,6 @@ import statistics
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
@@ -89,7 +88,7 @@ def run(setting: str, overrides: list[str], datamodule, steps: int, warmup: int)
     """One fit with ``diagnostics=<setting>``: steady wall/CPU rates, in-hook share, start-up seconds."""
     from omegaconf import OmegaConf
 
-    from experiments import instantiate as build
+    from experiments import build
     from experiments.config import compose
 
     cfg = compose(["trainer.accelerator=cpu", "trainer.enable_progress_bar=false", f"diagnostics={setting}",
@@ -101,7 +100,7 @@ def run(setting: str, overrides: list[str], datamodule, steps: int, warmup: int)
         task = build.build_task(cfg)
         spent = [0.0]
         clock = StepClock(warmup, spent)
-        callbacks = build.build_callbacks(cfg, task, Path(tmp))
+        callbacks = build.build_callbacks(cfg, task)
         instrument(callbacks, spent)
         callbacks.append(clock)
         trainer = build.build_trainer(cfg, callbacks, build.build_logger(cfg), max_steps=steps, max_epochs=-1)
@@ -125,7 +124,7 @@ def main() -> None:
     import logging
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    from experiments import instantiate as build
+    from experiments import build
     from experiments.config import compose
 
     datamodule = build.build_datamodule(compose(overrides))

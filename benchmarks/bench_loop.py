@@ -13,14 +13,13 @@ import argparse
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import torch
 
 
 def hand_written(cfg, steps: int) -> float:
     """The loop a user would write: shuffle, forward, loss, backward, step, scheduler step."""
-    from experiments import instantiate as build
+    from experiments import build
 
     torch.manual_seed(cfg.seed)
     dm = build.build_datamodule(cfg)
@@ -48,7 +47,7 @@ def hand_written(cfg, steps: int) -> float:
 
 def with_lightning(cfg, steps: int) -> float:
     """The framework's own path: Trainer with the run's callbacks and TensorBoard logger, no validation."""
-    from experiments import instantiate as build
+    from experiments import build
 
     torch.manual_seed(cfg.seed)
     dm = build.build_datamodule(cfg)
@@ -57,7 +56,7 @@ def with_lightning(cfg, steps: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         cfg.run_dir = tmp
         trainer = build.build_trainer(
-            cfg, build.build_callbacks(cfg, task, Path(tmp)), build.build_logger(cfg),
+            cfg, build.build_callbacks(cfg, task), build.build_logger(cfg),
             max_steps=steps, max_epochs=-1, limit_val_batches=0, enable_progress_bar=False,
         )
         start = time.perf_counter()

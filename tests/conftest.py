@@ -13,6 +13,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import compose
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several workers share the cores: one torch thread each (inherited by the CLIs the tests start), since
+    # oversubscribed OpenMP threads spin and run several times slower than one thread per core.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 
 #: keep every test run tiny; a test adds its own overrides after these

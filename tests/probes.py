@@ -33,3 +33,33 @@ class SelfSignal(Callback):
                              batch_idx: int) -> None:
         if trainer.global_step == self.at_step:
             os.kill(os.getpid(), self.signum)
+
+
+class WriteLog(Callback):
+    """Appends ``<rank> <file name>`` to ``log`` for every JSON file this process's ``RunRecord`` writes
+    (metrics.json), and ``<rank> setup`` once the trainer is set up, so that a DDP test sees which ranks wrote
+    (and that the log was live in every rank). Subprocess runs only: it rebinds
+    ``experiments.run.record.write_json`` for the rest of the process."""
+
+    def __init__(self, log: str) -> None:
+        from pathlib import Path
+
+        from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+        from experiments.run import record
+
+        self.path = log
+        original = record.write_json
+
+        def logged(path: Any, payload: dict) -> None:
+            self._line(f"{getattr(rank_zero_only, 'rank', 0)} {Path(path).name}")
+            original(path, payload)
+
+        record.write_json = logged
+
+    def _line(self, text: str) -> None:
+        with open(self.path, "a") as handle:  # one short line at a time, appended to by every rank
+            handle.write(text + "\n")
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._line(f"{trainer.global_rank} setup")

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.checkpoints import (
+from experiments.config import compose
+from experiments.errors import ConfigError
+from experiments.run.checkpoints import (
     CheckpointError,
     SafeCheckpointIO,
     check_resumable,
@@ -18,8 +20,6 @@ from experiments.checkpoints import (
     load_weights,
     verify_resumable,
 )
-from experiments.config import compose
-from experiments.validation import ConfigError
 
 pytest_plugins = ["tests.trained_run"]
 
@@ -35,7 +35,7 @@ class _Payload:
 
 
 def _task(overrides: tuple[str, ...] = ()):
-    from experiments import instantiate as build
+    from experiments import build
     from tests.trained_run import OVERRIDES
 
     return build.build_task(compose([*OVERRIDES, *overrides]))
@@ -140,7 +140,7 @@ def test_lightning_loads_through_the_safe_io(trained_run, tmp_path: Path) -> Non
 
 
 def test_training_from_a_bad_ckpt_path_stops_before_training(trained_run, make_cfg, tmp_path: Path) -> None:
-    from experiments.training import train
+    from experiments.train import train
     from tests.trained_run import OVERRIDES
 
     run, _ = trained_run

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from experiments.data.sampling import EpochShuffleSampler, ResumableLoader
-from experiments.training import train
+from experiments.train import train
 
 #: two short epochs, so that the second epoch's order and the schedule are covered too
 OVERRIDES = ["data.train_size=128", "trainer.max_epochs=2", "diagnostics=off", "logger=csv"]

@@ -12,7 +12,8 @@ from PIL import Image
 
 from experiments import evaluate as ev
 from experiments.data.shapes import render_shapes
-from experiments.prediction import PALETTE, mask_image, write_masks
+from experiments.run.predict import mask_image, write_masks
+from experiments.tasks.segmentation import palette
 
 pytest_plugins = ["tests.trained_run"]
 
@@ -101,7 +102,7 @@ def test_segmentation_masks_are_palette_pngs_at_the_input_size(tmp_path: Path) -
     first = Image.open(tmp_path / "out" / "a_mask.png")
     assert first.mode == "P" and first.size == (8, 8)
     assert torch.equal(torch.tensor(list(first.getdata())).view(8, 8), masks[0])
-    assert first.convert("RGB").getpixel((3, 3)) == PALETTE[1]
+    assert first.convert("RGB").getpixel((3, 3)) == tuple(palette(2)[1].tolist())
     second = Image.open(tmp_path / "out" / "b_mask.png")
     assert second.size == (16, 16) and second.getpixel((15, 0)) == 3 and second.getpixel((0, 0)) == 0
     rows = list(csv.DictReader(table.open()))

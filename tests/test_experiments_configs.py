@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import compose, conf_dir
 from experiments.validation import validate
+from tests.conftest import run_cli
 
 #: the classic ablations of the sweeps issue: name -> the keys its grid must vary
 GRIDS = {
@@ -84,6 +85,32 @@ def test_default_budget_is_small_and_full_size_knobs_are_documented(name: str) -
     assert text.startswith("# @package _global_\n")
     assert "trainer=gpu" in text and "data.train_size=" in text  # how to run it at full size
     assert f"-m experiment={name}" in text  # how to launch it
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_mse_vs_ce_is_plain_sgd_as_its_header_says(loss: str) -> None:
+    """No momentum and no weight decay in either arm: nothing but the loss differs between the two runs."""
+    cfg = compose(["experiment=mse_vs_ce", f"loss={loss}"])
+    assert cfg.hydra.runtime.choices.optimizer == "sgd"
+    assert cfg.optimizer._target_ == "torch.optim.SGD"
+    assert cfg.optimizer.momentum == 0 and cfg.optimizer.weight_decay == 0 and not cfg.optimizer.get("nesterov", False)
+    assert 0 < cfg.optimizer.lr <= 0.1  # larger plain-SGD steps left cross-entropy at chance in this budget (header)
+
+
+def test_a_misspelt_experiment_is_hydras_error_naming_the_real_ones(tmp_path) -> None:
+    """Not the default configuration trained in silence: one line, exit 2, like any other group's typo."""
+    result = run_cli("experiments.train", "experiment=sigmoid_vs_rel", f"hydra.run.dir={tmp_path}/run", timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "experiment/sigmoid_vs_rel" in line
+    assert all(name in line for name in experiments())
+    assert not (tmp_path / "run").exists()  # nothing ran
+
+
+def test_no_experiment_is_still_the_default() -> None:
+    assert compose([]).hydra.runtime.choices.experiment is None
+    assert compose(["experiment=sigmoid_vs_relu"]).hydra.runtime.choices.experiment == "sigmoid_vs_relu"
 
 
 def test_command_line_keys_replace_the_grid_and_other_groups_still_compose() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from experiments.losses import CrossEntropy, FocalLoss, QuadraticCost
+from experiments.tasks.losses import CrossEntropy, FocalLoss, QuadraticCost
 
 
 def test_quadratic_cost_is_half_mean_squared_norm() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,12 +16,12 @@ import pytest
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from experiments import resume
-from experiments.checkpoints import load_checkpoint
 from experiments.config import compose
-from experiments.signals import RunInterrupted
-from experiments.training import train
-from experiments.validation import ConfigError
+from experiments.errors import ConfigError, RunInterrupted
+from experiments.run import resume
+from experiments.run.checkpoints import load_checkpoint
+from experiments.run.record import recordable
+from experiments.train import train
 from tests.conftest import REPO, TINY, run_cli
 
 BATCHES, EPOCHS = 8, 2  # per epoch: data.train_size / data.batch_size (conftest.TINY)
@@ -28,12 +29,12 @@ RUN = [f"trainer.max_epochs={EPOCHS}", "+callbacks.probe._target_=tests.probes.B
        "+callbacks.probe.delay=0.02"]
 
 
-def _interrupt_cli_run(run: Path, signum: int, at_step: int, log: Path) -> subprocess.Popen:
+def _interrupt_cli_run(run: Path, signum: int, at_step: int, log: Path, *extra: str) -> subprocess.Popen:
     """Start ``python -m experiments.train`` and send it ``signum`` once it reports training step ``at_step``."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
     with log.open("w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *TINY, *RUN, f"hydra.run.dir={run}"],
-                                cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+        command = [sys.executable, "-m", "experiments.train", *TINY, *RUN, *extra, f"hydra.run.dir={run}"]
+        proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
         try:
             for line in proc.stdout:
                 if line.strip() == f"probe: step {at_step}":
@@ -88,6 +89,33 @@ def test_sigint_mid_epoch_then_resume_ends_like_an_uninterrupted_run(make_cfg, t
     assert err.value.exit_code == 130
     record = _assert_stopped_mid_epoch(run, "SIGINT")
     _assert_resume_matches_reference(make_cfg, run, tmp_path / "reference", record)
+
+
+def test_cli_sigint_smoke_exits_130_and_its_printed_resume_command_finishes_the_run(tmp_path: Path) -> None:
+    """The slow test below on a smaller run (64 training images in 4 batches, 1 epoch, no diagnostics): SIGINT in
+    mid-epoch exits 130 without a traceback, and the resume command it prints, run as printed, completes the run."""
+    run, log = tmp_path / "run", tmp_path / "stderr.txt"
+    small = ["data.train_size=64", "data.val_size=32", "data.test_size=32", "data.batch_size=16",
+             "trainer.max_epochs=1", "diagnostics=off"]
+    proc = _interrupt_cli_run(run, signal.SIGINT, 2, log, *small)
+    stderr = log.read_text()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and "SIGINT" in record["error"]
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert 0 < checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"] < 4
+
+    (hint,) = [line for line in stderr.splitlines() if line.startswith("resume with: ")]
+    command = shlex.split(hint.removeprefix("resume with: "))
+    assert command[:3] == ["python", "-m", "experiments.train"] and f"hydra.run.dir={run}" in command
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    resumed = subprocess.run([sys.executable, *command[1:]], cwd=REPO, capture_output=True, text=True, env=env,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["resumes"] == 1
+    assert record["resumed_from"] == str(run / "checkpoints" / "last.ckpt") and len(record["history"]["epoch"]) == 1
 
 
 @pytest.mark.slow
@@ -164,4 +192,4 @@ def test_ckpt_path_starts_a_branch_with_the_current_config(tmp_path: Path) -> No
     cfg = compose([*TINY, f"ckpt_path={tmp_path / 'x.ckpt'}"])
     plan = resume.plan(cfg, [f"ckpt_path={tmp_path / 'x.ckpt'}", "seed=3"], {"model": "cnn"})
     assert plan.checkpoint == tmp_path / "x.ckpt" and plan.cfg is cfg and plan.overrides == ["seed=3"]
-    assert resume.recordable(["resume=true", "+ckpt_path=a", "seed=1"]) == ["seed=1"]
+    assert recordable(["resume=true", "+ckpt_path=a", "seed=1"]) == ["seed=1"]

@@ -10,14 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from experiments.config import compose
+from experiments.errors import ConfigError
 from experiments.layers.activation import ACTIVATIONS, activation_factory
 from experiments.layers.init import initialise
+from experiments.layers.norm import norm_factory
 from experiments.layers.pooling import POOLINGS, pooling_factory
 from experiments.layers.upsampling import UPSAMPLINGS, upsampling_factory
 from experiments.models.cnn import CNN
 from experiments.models.dilated import DilatedNet
 from experiments.models.fcn import FCN
-from experiments.validation import ConfigError, validate
+from experiments.validation import validate
 
 TINY = {
     "fcn": lambda act, pool, up: FCN(3, 4, act, pool, up, stages=3, convs_per_stage=1, width=4, fc_width=8),
@@ -103,13 +105,14 @@ def test_fcn_starts_with_unmodified_coarse_predictions() -> None:
 def test_context_module_identity_init_passes_the_front_end_through(act: str) -> None:
     """Yu & Koltun's identity initialisation: before training, the context module changes nothing but the ReLU."""
     factory = activation_factory(act)
+    plain = norm_factory("none")
     net = initialise(DilatedNet(3, 4, factory, pooling_factory("max"), upsampling_factory("bilinear"), width=4,
-                                context_width=6, norm="none", identity_init=True), "kaiming", factory.gain)
+                                context_width=6, norm_layer=plain, identity_init=True), "kaiming", factory.gain)
     x = torch.randn(2, 6, 9, 9)
     expected = x.relu() if act == "relu" else x
     torch.testing.assert_close(net.context(x), expected)
     random = DilatedNet(3, 4, factory, pooling_factory("max"), upsampling_factory("bilinear"), width=4,
-                        context_width=6, norm="none", identity_init=False)
+                        context_width=6, norm_layer=plain, identity_init=False)
     assert not torch.allclose(initialise(random, "kaiming", factory.gain).context(x), expected)
 
 

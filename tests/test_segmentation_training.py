@@ -10,12 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from experiments.build import build_datamodule, build_task
 from experiments.config import compose
-from experiments.instantiate import build_datamodule, build_task
-from experiments.losses import CrossEntropy, DiceLoss, FocalLoss, QuadraticCost
+from experiments.errors import ConfigError
+from experiments.run.predict import mask_image
+from experiments.tasks.losses import CrossEntropy, DiceLoss, FocalLoss, QuadraticCost
 from experiments.tasks.segmentation import palette, sample_grid
-from experiments.training import train
-from experiments.validation import ConfigError, validate
+from experiments.train import train
+from experiments.validation import validate
 from tests.conftest import run_cli
 
 # ---------------------------------------------------------------------------------------------- losses
@@ -139,6 +141,25 @@ def test_sample_grid_colours_classes_and_scales_inputs() -> None:
     assert gray.shape == (3, 4, 12) and torch.equal(gray[0, :, :4], gray[1, :, :4])
 
 
+def test_a_class_has_the_same_colour_in_tensorboard_grids_and_predicted_mask_pngs() -> None:
+    """The sample grid as TensorBoard encodes it (``summary.image``, what ``add_image`` writes) against the PNG of
+    ``evaluate --predict``: the ground-truth column's pixel of class k is the mask PNG's pixel of class k."""
+    from PIL import Image
+    from torch.utils.tensorboard.summary import image as image_summary
+
+    num_classes = 7  # shapes_seg: background + 6 kinds
+    masks = torch.arange(num_classes).view(1, 1, num_classes).expand(1, 2, num_classes)  # one column per class
+    grid = sample_grid(torch.randn(1, 3, 2, num_classes), masks, masks, num_classes)
+    encoded = image_summary("val/samples", grid, dataformats="CHW").value[0].image.encoded_image_string
+    written = Image.open(io.BytesIO(encoded)).convert("RGB")
+    png = mask_image(masks[0]).convert("RGB")
+    for k in range(num_classes):
+        shown = written.getpixel((num_classes + k, 0))  # ground-truth column starts after the input's width
+        assert shown == png.getpixel((k, 0)) == tuple(palette(num_classes)[k].tolist()), k
+    assert len({png.getpixel((k, 0)) for k in range(num_classes)}) == num_classes
+    assert torch.equal(palette(3), palette(num_classes)[:3])  # a class's colour does not depend on the class count
+
+
 def headline(run_dir: Path, *budget: str) -> dict:
     result = run_cli("experiments.train", "model=fcn", "activation=leaky_relu", *budget,
                      "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", timeout=600)
@@ -148,16 +169,18 @@ def headline(run_dir: Path, *budget: str) -> dict:
 
 
 def test_headline_command_with_a_reduced_budget_learns(tmp_path: Path) -> None:
-    """The README's command, 1/5 of the data and 3 of the 8 epochs: mean IoU well above predicting background."""
-    saved = headline(tmp_path / "run", "data.train_size=640", "data.val_size=96", "data.test_size=96",
-                     "trainer.max_epochs=3")
+    """The README's command, seed fixed, on 1/8 of the data for 2 of the 8 epochs (smaller batches: more steps):
+    mean IoU clearly above the best that predicting background everywhere can score (0.32 measured; the full
+    budget's 0.80 is the slow test below)."""
+    saved = headline(tmp_path / "run", "seed=0", "data.train_size=384", "data.val_size=64", "data.test_size=64",
+                     "data.batch_size=8", "trainer.max_epochs=2")
     assert saved["status"] == "completed"
     assert saved["choices"]["model"] == "fcn" and saved["choices"]["upsampling"] == "transposed"
     assert saved["choices"]["data"] == "shapes_seg"
     history = saved["history"]["val/miou"]
-    assert len(history) == 3 and history[-1] > history[0]
-    background_only = 1 / 5  # IoU 1 on the background, 0 on the four shapes
-    assert saved["metrics"]["val/miou"] > 1.5 * background_only
+    assert len(history) == 2 and history[-1] > history[0]
+    background_only = 1 / 5  # at most: IoU 1 on the background, 0 on the four shapes
+    assert saved["metrics"]["val/miou"] >= 1.25 * background_only
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 
 from experiments import report
 from experiments.config import compose
-from experiments.training import train
+from experiments.train import train
 from tests.sweep_cli import explain, job_records, run_sweep
 
 

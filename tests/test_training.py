@@ -9,7 +9,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from experiments.config import conf_dir
-from experiments.training import train
+from experiments.train import train
 from tests.conftest import run_cli
 
 

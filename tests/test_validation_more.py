@@ -12,7 +12,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from experiments.config import compose
-from experiments.validation import ConfigError, validate
+from experiments.errors import ConfigError
+from experiments.validation import validate
 from tests.conftest import TINY
 
 #: (overrides, expected start "key=value", phrase in the problem); {file} is an existing file, {dir} an empty dir

@@ -17,7 +17,7 @@ OVERRIDES = [*TINY, "data.train_size=192", "data.test_size=96", "trainer.max_epo
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """(run dir, metrics.json record) of a completed 2-epoch run."""
-    from experiments.training import train
+    from experiments.train import train
 
     cfg = compose(OVERRIDES)
     OmegaConf.set_struct(cfg, False)

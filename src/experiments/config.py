@@ -1,4 +1,5 @@
-"""Where the config tree lives and the resolvers it uses. Imports only Hydra/OmegaConf, so it is cheap.
+"""Where the config tree lives, what its groups offer, and the resolvers it uses. Imports only OmegaConf (Hydra
+inside ``compose``), so it is cheap.
 
 The YAML tree sits in the repository's ``conf/``; a wheel carries a copy inside the package
 (``experiments/conf``), so the same lookup serves an editable checkout and an installed package.
@@ -19,6 +20,25 @@ def conf_dir() -> Path:
         if (candidate / "train.yaml").is_file():
             return candidate
     raise FileNotFoundError(f"cannot find the experiments config tree (conf/train.yaml) near {here}")
+
+
+#: swappable-part groups -> the key that names the chosen option: conf/<group>/<option>.yaml sets it to <option>
+CHOICE_KEYS = {"activation": "name", "pooling": "name", "norm": "name", "upsampling": "name", "init": "scheme"}
+
+
+def group_options(group: str) -> tuple[str, ...]:
+    """The options of a config group, sorted: its YAML files, which are the one list of them.
+
+    Validation accepts exactly these, and each layer module's registry builds exactly these
+    (``tests/test_options.py``), so a new option is one YAML file plus one registry entry.
+    """
+    return tuple(sorted(p.stem for p in (conf_dir() / group).glob("*.yaml")))
+
+
+def hydra_error_line(error: Exception) -> str:
+    """A Hydra composition error (``activation=sigmod``) as one line: its list of valid options kept, the config
+    search path dropped."""
+    return " ".join(str(error).split("Config search path")[0].split())
 
 
 def _length(seq: Sequence, offset: int | str = 0) -> int:
@@ -42,6 +62,9 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictCo
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    from experiments.validation import check_overrides  # imports this module: here, not at the top
+
+    check_overrides(overrides)
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         full = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
     # Keep only what a run records from Hydra (group choices, command-line overrides), as plain values:

@@ -19,7 +19,6 @@ Only argparse/OmegaConf are imported before the arguments are parsed, so ``--hel
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -29,9 +28,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import register_resolvers
-from experiments.validation import ConfigError
+from experiments.errors import ConfigError
+from experiments.run.layout import BEST, LAST, RunDir, write_json
 
-CHECKPOINT_NAMES = ("best", "last")
+CHECKPOINT_NAMES = (BEST, LAST)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,21 +64,21 @@ def parse_options(options: Sequence[str]) -> dict[str, str]:
 def load_run_config(run_dir: str | Path) -> DictConfig:
     """The run's composed config with ``run_dir`` pointing at where the run is now (it may have been moved)."""
     run_dir = Path(run_dir)
-    for candidate in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
-        if candidate.is_file():
-            register_resolvers()
-            cfg = OmegaConf.load(candidate)
-            assert isinstance(cfg, DictConfig)
-            OmegaConf.set_struct(cfg, False)
-            cfg.run_dir = str(run_dir)
-            return cfg
+    source = RunDir(run_dir).config_file()
+    if source is not None:
+        register_resolvers()
+        cfg = OmegaConf.load(source)
+        assert isinstance(cfg, DictConfig)
+        OmegaConf.set_struct(cfg, False)
+        cfg.run_dir = str(run_dir)
+        return cfg
     problem = "no such directory" if not run_dir.is_dir() else "it holds no config.yaml or .hydra/config.yaml"
     raise ConfigError("RUN_DIR", run_dir, problem, "point it at a run dir written by python -m experiments.train, "
                       "e.g. outputs/runs/<date>/<time>")
 
 
 def resolve_checkpoint(run_dir: str | Path, spec: str) -> Path:
-    return Path(run_dir) / "checkpoints" / f"{spec}.ckpt" if spec in CHECKPOINT_NAMES else Path(spec)
+    return RunDir(run_dir).checkpoint(spec) if spec in CHECKPOINT_NAMES else Path(spec)
 
 
 def _checkpoint_label(spec: str, path: Path) -> str:
@@ -98,8 +98,8 @@ def _trainer(cfg: DictConfig, accelerator: str) -> Any:
 
 
 def _task_with_weights(cfg: DictConfig, path: Path) -> Any:
-    from experiments import instantiate as build
-    from experiments.checkpoints import load_weights
+    from experiments import build
+    from experiments.run.checkpoints import load_weights
 
     task = build.build_task(cfg)
     load_weights(task, path, key="ckpt")
@@ -110,9 +110,8 @@ def evaluate(run_dir: str | Path, ckpt: str = "best", accelerator: str = "auto")
     """Test the run's checkpoint on its test split; returns and saves ``evaluation-<ckpt>.json``."""
     import lightning as L
 
-    from experiments import instantiate as build
-    from experiments.outputs import epoch_metrics
-    from experiments.run_files import write_json
+    from experiments import build
+    from experiments.run.history import epoch_metrics
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -126,7 +125,7 @@ def evaluate(run_dir: str | Path, ckpt: str = "best", accelerator: str = "auto")
         "metrics": epoch_metrics(tested[0] if tested else {}),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json(run_dir / f"evaluation-{_checkpoint_label(ckpt, path)}.json", result)
+    write_json(RunDir(run_dir).evaluation(_checkpoint_label(ckpt, path)), result)
     return result
 
 
@@ -140,13 +139,10 @@ def class_names(cfg: DictConfig, count: int) -> list[str]:
 
 def _data_stats(cfg: DictConfig, run_dir: Path) -> tuple[list[float], list[float]]:
     """The training split's mean/std: recorded in metrics.json since training, else recomputed from the data."""
-    try:
-        stats = json.loads((run_dir / "metrics.json").read_text()).get("data_stats") or {}
-    except (OSError, ValueError):
-        stats = {}
+    stats = (RunDir(run_dir).read_record() or {}).get("data_stats") or {}
     if stats.get("mean") and stats.get("std"):
         return list(stats["mean"]), list(stats["std"])
-    from experiments import instantiate as build
+    from experiments import build
 
     datamodule = build.build_datamodule(cfg)
     datamodule.setup("fit")
@@ -159,7 +155,7 @@ def predict(
     """Predict every image in ``folder``; returns the path of the ``predictions.csv`` written in ``out``."""
     import torch
 
-    from experiments.prediction import image_files, load_images, write_masks, write_probabilities
+    from experiments.run.predict import image_files, load_images, write_masks, write_probabilities
 
     run_dir, folder = Path(run_dir), Path(folder)
     out = Path(out) if out is not None else run_dir / "predictions"

@@ -18,7 +18,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.validation import ConfigError, validate
+from experiments.errors import ConfigError
+from experiments.validation import validate
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,14 +39,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ckpt", type=Path, default=None,
                         help="a run's checkpoint (e.g. <run>/checkpoints/best.ckpt): inspect the trained weights")
     return parser
-
-
-def _load_weights(network, ckpt: Path) -> None:
-    """Load a Lightning checkpoint of a Task (keys ``network.*``) into the bare network."""
-    import torch
-
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    network.load_state_dict({k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,13 +66,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from experiments.diagnostics.summary import summarize
-    from experiments.instantiate import build_network
+    from experiments.analysis.summary import summarize
+    from experiments.build import build_network
+    from experiments.run.checkpoints import load_network_weights
 
     torch.manual_seed(int(cfg.seed))  # seeded as `experiments.train` seeds it, so repeated inspections agree
     network = build_network(cfg)
     if args.ckpt is not None:
-        _load_weights(network, args.ckpt)
+        try:  # weights-only, checked against this network: a foreign or crafted file is one sentence
+            load_network_weights(network, args.ckpt, key="--ckpt")
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     shape = (1, int(cfg.data.channels), int(cfg.data.image_size), int(cfg.data.image_size))
     summary = summarize(network, shape)
     if args.format == "json":
@@ -94,8 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def effective_rf_report(network, shape: tuple[int, ...], out: Path) -> str:
     """Probe the spatial trunk, save ``out/erf.png``, and describe the result next to the theoretical field."""
-    from experiments.diagnostics.receptive_field import effective_receptive_field, receptive_field, save_erf_heatmap
-    from experiments.diagnostics.trunk import spatial_trunk
+    from experiments.analysis.receptive_field import effective_receptive_field, receptive_field, save_erf_heatmap
+    from experiments.analysis.trunk import spatial_trunk
 
     trunk, where = spatial_trunk(network, shape)
     erf = effective_receptive_field(trunk, shape)

@@ -6,26 +6,15 @@ Every mistake becomes one sentence naming the key, the bad value and the fix, ra
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-
-class ConfigError(ValueError):
-    """A user's configuration mistake; its message is the whole story."""
-
-    def __init__(self, key: str, value: Any, problem: str, fix: str) -> None:
-        self.key, self.value = key, value
-        super().__init__(f"{key}={_show(value)} is invalid: {problem}; {fix}.")
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, (DictConfig, ListConfig)):
-        value = OmegaConf.to_container(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(map(str, value)) + "]"
-    return str(value)
+from experiments.config import CHOICE_KEYS, group_options
+from experiments.errors import ConfigError
+from experiments.options import FCN_VARIANTS, MODELS, RESNET_DEPTHS, resnet_blocks_per_stage
+from experiments.run.layout import RunDir
 
 
 def _target(node: Any) -> str:
@@ -35,6 +24,18 @@ def _target(node: Any) -> str:
 def model_kind(cfg: DictConfig) -> str:
     """The model class name (CNN, ResNet, FCN, ...) from its ``_target_``."""
     return _target(cfg.model).rsplit(".", 1)[-1]
+
+
+def model_option(cfg: DictConfig) -> str | None:
+    """The model option (``cnn``, ``fcn``, ...) registered for the config's model class; None for another class."""
+    kind = model_kind(cfg)
+    return next((option for option, facts in MODELS.items() if facts.cls == kind), None)
+
+
+def _listing(items: Iterable[str], last: str = "and") -> str:
+    """``a, b and c`` (or ``a, b or c``)."""
+    items = list(items)
+    return ", ".join(items[:-1]) + f" {last} {items[-1]}" if len(items) > 1 else "".join(items)
 
 
 def _require(cond: bool, key: str, value: Any, problem: str, fix: str) -> None:
@@ -82,18 +83,27 @@ def _check_common(cfg: DictConfig) -> None:
     pct = OmegaConf.select(cfg, "scheduler.pct_start", default=0.5)
     _require(isinstance(pct, (int, float)) and 0 < pct < 1, "scheduler.pct_start", pct,
              "the warm-up fraction must lie strictly between 0 and 1", "use e.g. scheduler.pct_start=0.25")
-    scheme = OmegaConf.select(cfg, "init.scheme")
-    schemes = ("kaiming", "xavier", "standard", "torch")
-    _require(scheme in schemes, "init.scheme", scheme, f"known schemes are {', '.join(schemes)}",
-             "pick one with init=<scheme>")
+
+
+def _check_choices(cfg: DictConfig) -> None:
+    """Each swappable part names an option of its group, the YAML files of conf/<group>/ (even when set by key)."""
+    for group, key in CHOICE_KEYS.items():
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig):
+            continue
+        known = group_options(group)
+        value = node.get(key)
+        _require(value in known, f"{group}.{key}", value, f"the {group} options are {_listing(known)}",
+                 f"pick one with {group}=<option>")
 
 
 def _check_data_source(cfg: DictConfig) -> None:
     """Datasets read from disk must be there (or be asked to download) before anything starts."""
     data = cfg.data
-    if OmegaConf.is_missing(data, "num_classes"):
+    image_folder = _target(data).endswith(".ImageFolderDataModule")
+    if OmegaConf.is_missing(data, "num_classes") and not image_folder:
         raise ConfigError("data.num_classes", "???", "this dataset needs its number of classes",
-                          "set data.num_classes to the number of class folders under data.root")
+                          "set data.num_classes to the number of classes of the dataset")
     if "root" not in data:
         return
     from pathlib import Path
@@ -102,6 +112,20 @@ def _check_data_source(cfg: DictConfig) -> None:
     if not data.get("download", False) and not root.is_dir():
         raise ConfigError("data.root", data.root, "the folder does not exist and nothing downloads by default",
                           "point data.root at a local copy of the dataset or add data.download=true")
+    if image_folder:
+        _count_class_folders(data, root)
+
+
+def _count_class_folders(data: DictConfig, root: Any) -> None:
+    """An image folder's classes are its sub-folders with images: a given ``data.num_classes`` must be their number,
+    and a missing one becomes it, so the model (``model.num_classes`` interpolates it) is built for the classes
+    found. The one value validation fills in; the run's ``config.yaml``, written after, records the count."""
+    from experiments.data.folders import class_folders
+
+    given = None if OmegaConf.is_missing(data, "num_classes") else data.get("num_classes")
+    names = class_folders(root, given)
+    with open_dict(data):
+        data.num_classes = len(names)
 
 
 def _check_activation(cfg: DictConfig) -> None:
@@ -148,8 +172,8 @@ def _check_encoder(cfg: DictConfig) -> None:
 
 def _check_resnet(cfg: DictConfig) -> None:
     depth = cfg.model.get("depth")
-    _require(isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0, "model.depth", depth,
-             "the CIFAR ResNet has depth 6n+2", "use model.depth=20, 32, 44, 56 or 110")
+    _require(resnet_blocks_per_stage(depth) is not None, "model.depth", depth,
+             "the CIFAR ResNet has depth 6n+2", f"use model.depth={_listing(map(str, RESNET_DEPTHS), 'or')}")
     _positive_int(cfg, "model.width")
     pooling = cfg.pooling.get("name")
     _require(pooling == "stride", "pooling", pooling,
@@ -157,11 +181,33 @@ def _check_resnet(cfg: DictConfig) -> None:
              "drop the pooling override (model=resnet selects pooling=stride)")
 
 
+#: keys that moved -> the config group that replaced them
+RETIRED_KEYS = {"model.norm": "norm"}
+
+
+def _retired(key: str, value: Any) -> None:
+    group = RETIRED_KEYS[key]
+    known = group_options(group)
+    option = value if all(v in known for v in str(value).split(",")) else "<option>"
+    raise ConfigError(key, value, f"{key} moved to the {group} config group, one choice for every model",
+                      f"use {group}={option}")
+
+
+def check_overrides(overrides: Sequence[str]) -> None:
+    """Name the new way for a command-line override of a retired key, before Hydra composes.
+
+    Hydra itself would only say that the key is not in the config, without naming what replaced it.
+    """
+    for override in overrides:
+        key, sep, value = str(override).lstrip("+~").partition("=")
+        if sep and key in RETIRED_KEYS:
+            _retired(key, value)
+
+
 def _check_norm(cfg: DictConfig) -> None:
-    norm = cfg.model.get("norm")
-    if norm is not None:
-        _require(norm in ("batch", "none"), "model.norm", norm, "known normalisations are batch and none",
-                 "use model.norm=batch or model.norm=none")
+    if isinstance(cfg.get("model"), DictConfig) and "norm" in cfg.model:  # an old config file or experiment
+        _retired("model.norm", cfg.model.norm)
+    _positive_int(cfg, "norm.groups")
 
 
 #: diagnostics knobs (conf/diagnostics) -> smallest allowed integer
@@ -335,7 +381,7 @@ def _check_resume(cfg: DictConfig) -> None:
     if not resume or OmegaConf.select(cfg, "run_dir") is None:
         return
     run_dir = Path(str(cfg.run_dir))
-    started = (run_dir / "config.yaml").is_file() or (run_dir / "checkpoints" / "last.ckpt").is_file()
+    started = RunDir(run_dir).has_started()
     if _hydra_mode(cfg) == "MULTIRUN":  # a job that never ran starts now; the sweep itself must exist
         sweep = run_dir.parent
         earlier = any(p.is_file() for p in sweep.glob("*/metrics.json"))
@@ -349,28 +395,26 @@ def _check_resume(cfg: DictConfig) -> None:
 
 # -- segmentation: model/data agreement, FCN and dilated options, upsampling ---------------------------------
 
-#: segmentation model classes -> their model option (they output a map and take the upsampling group)
-SEGMENTATION_MODELS = {"FCN": "fcn", "DilatedNet": "dilated"}
-_FCN_VARIANTS = {"32s": 0, "16s": 1, "8s": 2}  # fused earlier pools, as in experiments.models.fcn
 
-
-def _model_option(cfg: DictConfig) -> str:
-    kind = model_kind(cfg)
-    return SEGMENTATION_MODELS.get(kind, kind.lower())
+def _predicts(option: str | None) -> str:
+    """What a model option predicts; a model class outside the registry counts as a classifier."""
+    return MODELS[option].task if option in MODELS else "classification"
 
 
 def _check_task(cfg: DictConfig) -> None:
     """A per-pixel model needs per-pixel masks and a per-image model needs labels; unpool needs a decoder."""
     task = OmegaConf.select(cfg, "data.task", default="classification")
-    option = _model_option(cfg)
-    if model_kind(cfg) in SEGMENTATION_MODELS:
+    registered = model_option(cfg)
+    option = registered or model_kind(cfg).lower()
+    if _predicts(registered) == "segmentation":
         _require(task == "segmentation", "data.task", task,
                  f"model={option} predicts a class for every pixel and needs per-pixel masks",
                  f"use data=shapes_seg (model={option} picks it when no data= is given)")
         return
     _require(task != "segmentation", "data.task", task,
              f"model={option} predicts one class per image, not a labelled map",
-             "use model=fcn or model=dilated for segmentation, or data=shapes for classification")
+             f"use {' or '.join(f'model={o}' for o in MODELS if _predicts(o) == 'segmentation')} for segmentation, "
+             "or data=shapes for classification")
     up = OmegaConf.select(cfg, "upsampling.name", default=None)
     _require(up != "unpool", "upsampling", up, f"model={option} has no decoder, so there are no pools to undo",
              "drop the upsampling override, or use model=fcn or model=dilated with pooling=max")
@@ -393,9 +437,9 @@ def _check_unpool(cfg: DictConfig) -> None:
 def _check_fcn(cfg: DictConfig) -> None:
     model = cfg.model
     variant = model.get("variant", "8s")
-    _require(variant in _FCN_VARIANTS, "model.variant", variant, "FCN variants are 32s, 16s and 8s (Long et al. 2015)",
-             "use model.variant=8s")
-    stages, skips = model.get("stages"), _FCN_VARIANTS[variant]
+    _require(variant in FCN_VARIANTS, "model.variant", variant,
+             f"FCN variants are {_listing(FCN_VARIANTS)} (Long et al. 2015)", "use model.variant=8s")
+    stages, skips = model.get("stages"), FCN_VARIANTS[variant]
     _require(stages > skips, "model.variant", variant,
              f"FCN-{variant} fuses the scores of {skips} earlier pools, so it needs model.stages>={skips + 1}",
              f"use model.stages={skips + 1} or more, or a variant with fewer skips such as model.variant=32s")
@@ -418,26 +462,29 @@ def _check_dilated(cfg: DictConfig) -> None:
              "use e.g. model.dilations=[1,1,2,4,8,16,1] (Yu & Koltun 2016)")
 
 
-#: extra checks per model class; a new model adds its entry here
+#: extra checks per model option (experiments.options.MODELS); a new model with knobs to check adds its entry
 MODEL_CHECKS: dict[str, list[Callable[[DictConfig], None]]] = {
-    "CNN": [_check_encoder],
-    "ResNet": [_check_resnet],
-    "FCN": [_check_encoder, _check_fcn, _check_unpool],
-    "DilatedNet": [_check_encoder, _check_dilated, _check_unpool],
+    "cnn": [_check_encoder],
+    "resnet": [_check_resnet],
+    "fcn": [_check_encoder, _check_fcn, _check_unpool],
+    "dilated": [_check_encoder, _check_dilated, _check_unpool],
 }
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ``ConfigError`` for the first problem found; return silently when the config is sound."""
+    """Raise ``ConfigError`` for the first problem found; return silently when the config is sound.
+
+    Fills in one value: an image folder's ``data.num_classes``, counted from its class folders when left out."""
     _check_common(cfg)
+    _check_norm(cfg)
+    _check_choices(cfg)
     _check_data_source(cfg)
     _check_activation(cfg)
-    _check_norm(cfg)
     _check_diagnostics(cfg)
     _check_scheduler(cfg)
     _check_trainer(cfg)
     _check_data_sizes(cfg)
     _check_resume(cfg)
     _check_task(cfg)
-    for check in MODEL_CHECKS.get(model_kind(cfg), []):
+    for check in MODEL_CHECKS.get(model_option(cfg), []):
         check(cfg)

@@ -9,13 +9,13 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
+from experiments.build import build_network
 from experiments.diagnostics.activations import (
     ActivationStats,
     activation_modules,
     dead_fraction,
     saturated_fraction,
 )
-from experiments.instantiate import build_network
 from tests.diagnostics.tiny import TinyTask, batches, fit
 
 
@@ -34,7 +34,7 @@ def test_saturation_bands() -> None:
 
 
 def test_identity_counts_as_activation_only_for_activation_identity(make_cfg) -> None:
-    relu = activation_modules(build_network(make_cfg(["model.norm=none"])))  # norm=none builds Identity layers
+    relu = activation_modules(build_network(make_cfg(["norm=none"])))  # norm=none builds Identity layers
     assert relu and all(isinstance(m, nn.ReLU) for m in relu.values())
     identity = activation_modules(build_network(make_cfg(["activation=identity"])))
     assert identity and all(type(m) is nn.Identity for m in identity.values())

@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from experiments.diagnostics.gradients import GradientFlow, vanishing_ratio
-from experiments.training import train
-from experiments.validation import ConfigError, validate
+from experiments.errors import ConfigError
+from experiments.train import train
+from experiments.validation import validate
 from tests.diagnostics.tiny import TinyTask, batches, fit
 
 
@@ -55,7 +56,7 @@ def test_vanishing_ratio_is_undefined_without_a_last_gradient() -> None:
 
 def test_deep_sigmoid_net_vanishes_far_more_than_relu_at_initialisation(make_cfg, tmp_path: Path) -> None:
     """Glorot & Bengio (2010): with the standard init, sigmoid gradients shrink layer by layer towards the input."""
-    deep_plain = ["model.stages=4", "model.convs_per_stage=2", "model.norm=none", "init=standard", "logger=csv",
+    deep_plain = ["model.stages=4", "model.convs_per_stage=2", "norm=none", "init=standard", "logger=csv",
                   "+trainer.max_steps=1", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1"]
     flows = {}
     for activation in ("sigmoid", "relu"):

@@ -11,9 +11,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from experiments import instantiate as build
+from experiments import build
 from experiments.diagnostics.guard import DivergenceGuard, TrainingDiverged, first_nonfinite_output
-from experiments.validation import ConfigError, validate
+from experiments.errors import ConfigError
+from experiments.validation import validate
 from tests.conftest import TINY, run_cli
 from tests.diagnostics.tiny import TinyTask, batches, fit
 

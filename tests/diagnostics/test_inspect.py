@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+import shlex
 from pathlib import Path
 
 import matplotlib.image
@@ -10,11 +13,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from experiments.diagnostics.receptive_field import effective_receptive_field, receptive_field
-from experiments.diagnostics.summary import summarize
-from experiments.diagnostics.trunk import spatial_trunk
+from experiments.analysis.receptive_field import effective_receptive_field, receptive_field
+from experiments.analysis.summary import summarize
+from experiments.analysis.trunk import spatial_trunk
+from experiments.build import build_network
 from experiments.inspect import main
-from experiments.instantiate import build_network
+from experiments.run.checkpoints import load_network_weights
 from tests.conftest import run_cli
 
 
@@ -85,3 +89,68 @@ def test_inspect_rejects_a_bad_config_in_one_sentence() -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: model.stages=9 is invalid")
+
+
+class _Payload:
+    """Unpickling this runs a shell command that creates ``marker``: proof that pickled code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+def _task_checkpoint(make_cfg, path: Path, overrides: list[str]) -> dict:
+    """A checkpoint as Lightning writes it for a task (weights under ``network.``); returns its state_dict."""
+    from experiments.build import build_task
+
+    task = build_task(make_cfg(overrides))
+    state = task.state_dict()
+    torch.save({"state_dict": state, "pytorch-lightning_version": "2.6.0", "epoch": 1}, path)
+    return state
+
+
+def _one_sentence_error(capsys, path: Path) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith(f"error: --ckpt={path} is invalid: ") and err.rstrip().endswith("."), err
+    return err
+
+
+@pytest.mark.parametrize("container", ["zip", "bare-pickle"])
+def test_inspect_never_runs_code_pickled_in_a_checkpoint(tmp_path: Path, capsys, container: str) -> None:
+    marker, evil = tmp_path / "pwned", tmp_path / "evil.ckpt"
+    if container == "zip":
+        torch.save({"state_dict": {}, "pytorch-lightning_version": "2.6.0", "x": _Payload(marker)}, evil)
+    else:
+        evil.write_bytes(pickle.dumps(_Payload(marker)))
+    assert main(["--ckpt", str(evil)]) == 2
+    err = _one_sentence_error(capsys, evil)
+    assert ("refuses to execute" if container == "zip" else "arbitrary code") in err
+    assert not marker.exists()
+
+
+def test_inspect_refuses_a_checkpoint_of_another_network(make_cfg, tmp_path: Path, capsys) -> None:
+    other = tmp_path / "wide.ckpt"
+    _task_checkpoint(make_cfg, other, ["model.width=8"])
+    assert main(["--ckpt", str(other)]) == 2  # the default cnn has model.width=16: every conv has another shape
+    assert "saved from a different network" in _one_sentence_error(capsys, other)
+    resnet = tmp_path / "resnet.ckpt"
+    _task_checkpoint(make_cfg, resnet, ["model=resnet", "model.depth=8"])
+    assert main(["--ckpt", str(resnet)]) == 2
+    assert "weights missing" in _one_sentence_error(capsys, resnet)
+
+
+def test_inspect_loads_a_good_checkpoint_and_prints_the_table(make_cfg, tmp_path: Path, capsys) -> None:
+    good = tmp_path / "best.ckpt"
+    torch.manual_seed(1)  # other weights than the seeded network inspect builds
+    state = _task_checkpoint(make_cfg, good, ["model=resnet", "model.depth=8"])
+    assert main(["model=resnet", "model.depth=8", "--ckpt", str(good)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    for text in ("blocks.0.conv1", "Total params", "Total FLOPs", "Receptive field"):
+        assert text in captured.out, text
+    network = build_network(make_cfg(["model=resnet", "model.depth=8"]))
+    load_network_weights(network, good, key="--ckpt")
+    assert all(torch.equal(v, state[f"network.{k}"]) for k, v in network.state_dict().items())

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments.diagnostics.receptive_field import (
+from experiments.analysis.receptive_field import (
     TracingError,
     UnsupportedOperationError,
     analyze_receptive_field,

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from experiments.diagnostics.receptive_field import receptive_fields
-from experiments.diagnostics.summary import ModelSummary, format_count, summarize
+from experiments.analysis.receptive_field import receptive_fields
+from experiments.analysis.summary import ModelSummary, format_count, summarize
 
 
 class SmallNet(nn.Module):

@@ -20,13 +20,13 @@ from experiments.reporting.aggregate import (
     sweep_constants,
     write_csv,
 )
-from experiments.reporting.runs import RunRecord, collect_runs
+from experiments.reporting.runs import RunResult, collect_runs
 
 from .conftest import completed_metrics, make_sweep, write_run
 
 
-def _run(overrides: list[str], known: bool = True) -> RunRecord:
-    return RunRecord(path=Path("x"), status="completed", overrides=overrides, overrides_known=known)
+def _run(overrides: list[str], known: bool = True) -> RunResult:
+    return RunResult(path=Path("x"), status="completed", overrides=overrides, overrides_known=known)
 
 
 def test_mean_std_hand_computed() -> None:
@@ -157,8 +157,8 @@ def test_csv_round_trip(sweep: Path, tmp_path: Path) -> None:
 
 
 def test_curve_stats_align_on_epoch_and_skip_nulls() -> None:
-    a = RunRecord(Path("a"), "completed", history={"epoch": [0, 1, 2], "val/loss": [1.0, None, 0.2]})
-    b = RunRecord(Path("b"), "completed", history={"epoch": [0, 1], "val/loss": [3.0, 0.5]})
+    a = RunResult(Path("a"), "completed", history={"epoch": [0, 1, 2], "val/loss": [1.0, None, 0.2]})
+    b = RunResult(Path("b"), "completed", history={"epoch": [0, 1], "val/loss": [3.0, 0.5]})
     curve = curve_stats([a, b], "val/loss")
     assert curve is not None
     assert curve.x == [0.0, 1.0, 2.0]

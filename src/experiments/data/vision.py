@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from experiments.data.datamodule import InMemoryDataModule, TensorSplit, standardise
+from experiments.data.folders import IMAGE_SUFFIXES, class_folders
 
 #: name -> (torchvision class, channels, native image size, class names)
 DATASETS = {
@@ -127,7 +128,9 @@ class TorchvisionDataModule(InMemoryDataModule):
 
 
 class ImageFolderDataModule(InMemoryDataModule):
-    """A folder of class sub-folders (``root/<class>/*.png``), resized and split by seeded fractions."""
+    """A folder of class sub-folders (``root/<class>/*.png``), resized and split by seeded fractions.
+
+    ``num_classes`` None: as many classes as :func:`~experiments.data.folders.class_folders` finds."""
 
     def __init__(
         self,
@@ -155,24 +158,19 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.std: list[float] = []
 
     def build_splits(self) -> dict[str, TensorSplit]:
-        from torchvision.datasets import ImageFolder
+        from torchvision.datasets.folder import make_dataset, pil_loader
         from torchvision.transforms.functional import pil_to_tensor
 
         if not self.root.is_dir():
             raise DatasetMissing(f"data.root={self.root} is not a folder; point it at a folder of class sub-folders")
-        folder = ImageFolder(str(self.root))
-        self.class_names = list(folder.classes)
-        if self.expected_classes is not None and self.expected_classes != len(self.class_names):
-            raise ValueError(
-                f"data.num_classes={self.expected_classes} but {self.root} has {len(self.class_names)} class "
-                f"folders; set data.num_classes={len(self.class_names)}"
-            )
+        self.class_names = class_folders(self.root, self.expected_classes)  # the classes validation counted
+        samples = make_dataset(str(self.root), {name: k for k, name in enumerate(self.class_names)}, IMAGE_SUFFIXES)
         mode = "RGB" if self.channels == 3 else "L"
         images = torch.stack(
-            [_resize(pil_to_tensor(folder.loader(p).convert(mode)).float().div(255)[None], self.image_size)[0]
-             for p, _ in folder.samples]
+            [_resize(pil_to_tensor(pil_loader(p).convert(mode)).float().div(255)[None], self.image_size)[0]
+             for p, _ in samples]
         )
-        labels = torch.tensor(folder.targets)
+        labels = torch.tensor([label for _, label in samples])
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed))
         n_val, n_test = int(len(order) * self.val_fraction), int(len(order) * self.test_fraction)
         parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}

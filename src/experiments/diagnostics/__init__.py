@@ -1,1 +1,1 @@
-"""Model diagnostics: layer summaries, parameter/FLOP counts and receptive-field analysis."""
+"""Diagnostics callbacks: gradient flow, activation statistics, divergence guard, overfitting gap, model card."""

@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from experiments.diagnostics.depth import CallOrder, weighted_layers
+from experiments.analysis.depth import CallOrder, weighted_layers
 from experiments.diagnostics.sinks import (
     histogram_sample,
     log_scalars,

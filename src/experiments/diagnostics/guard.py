@@ -33,9 +33,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from experiments.diagnostics.depth import CallOrder, parameter_owners
-from experiments.diagnostics.errors import TrainingDiverged
+from experiments.analysis.depth import CallOrder, parameter_owners
 from experiments.diagnostics.sinks import network_of
+from experiments.errors import TrainingDiverged
 
 __all__ = ["DivergenceGuard", "TrainingDiverged", "first_nonfinite_output"]
 

@@ -60,7 +60,7 @@ class ModelCard(Callback):
         return Path(trainer.default_root_dir)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from experiments.diagnostics.summary import summarize
+        from experiments.analysis.summary import summarize
 
         if not trainer.is_global_zero:
             return

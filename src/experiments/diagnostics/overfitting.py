@@ -14,7 +14,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from experiments.diagnostics.sinks import log_scalars
-from experiments.outputs import epoch_metrics
+from experiments.run.history import epoch_metrics
 
 
 def train_val_gaps(metrics: dict[str, Any]) -> dict[str, float]:

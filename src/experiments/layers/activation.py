@@ -33,10 +33,12 @@ class Maxout(nn.Module):
         self.pieces = pieces
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c = x.shape[:2]
-        if c % self.pieces:
+        # torch.fx traces this for the receptive-field analysis, and a traced x is a Proxy: no Python
+        # branching on its sizes, and ``unflatten`` instead of ``view(n, c // k, k, *x.shape[2:])``.
+        if not isinstance(x, torch.fx.Proxy) and x.shape[1] % self.pieces:
+            c = x.shape[1]
             raise ValueError(f"Maxout with {self.pieces} pieces got {c} channels, not a multiple of {self.pieces}")
-        return x.view(n, c // self.pieces, self.pieces, *x.shape[2:]).amax(dim=2)
+        return x.unflatten(1, (-1, self.pieces)).amax(dim=2)
 
     def extra_repr(self) -> str:
         return f"pieces={self.pieces}"

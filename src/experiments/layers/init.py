@@ -15,6 +15,7 @@ from torch import nn
 INIT_SCHEMES = ("kaiming", "xavier", "standard", "torch")
 
 _WEIGHTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Conv1d)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)  # reset to the identity map
 
 
 def _fan_in(weight: torch.Tensor) -> int:
@@ -51,7 +52,7 @@ def initialise(model: nn.Module, scheme: str = "kaiming", gain: float = 1.0) -> 
                 nn.init.uniform_(w, -bound, bound)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.affine:
+        elif isinstance(module, _NORMS) and module.affine:
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
     return model

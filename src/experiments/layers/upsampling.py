@@ -94,8 +94,9 @@ class BilinearTransposed(nn.Module):
         self.factor = factor
 
     def forward(self, x: torch.Tensor, size: Size, indices: torch.Tensor | None = None) -> torch.Tensor:
-        # output_size lets the transposed conv compute the extra bottom/right row of an odd size itself
-        return self.conv(x, output_size=list(size))
+        # output_size lets the transposed conv compute the extra bottom/right row of an odd size itself;
+        # passed as given (a torch.Size is fine), since list() of a torch.fx Proxy cannot be traced
+        return self.conv(x, output_size=size)
 
 
 class Unpool(nn.Module):
@@ -122,7 +123,7 @@ class Unpool(nn.Module):
         """The sparse map: (lifted) values at their argmax positions, zeros elsewhere."""
         if indices is None:
             raise ValueError("upsampling=unpool needs the indices of the matching max-pool; got none")
-        return self.unpool(self.lift(x), indices, output_size=list(size))
+        return self.unpool(self.lift(x), indices, output_size=size)  # as given: traceable, like above
 
     def forward(self, x: torch.Tensor, size: Size, indices: torch.Tensor | None = None) -> torch.Tensor:
         return self.densify(self.place(x, size, indices))

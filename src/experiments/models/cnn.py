@@ -1,7 +1,8 @@
 """``cnn``: a plain VGG/LeNet-style classifier — conv stages, then fully connected layers.
 
-Everything the classic ablations vary is a constructor argument, so "a deep plain net" is one
-override (``model.stages=4 model.convs_per_stage=3 model.norm=none``).
+Everything the classic ablations vary is a constructor argument or a layer factory, so "a deep plain
+net" is one command line (``model.stages=4 model.convs_per_stage=3 norm=none``). The fully connected head
+has no normalisation, as in LeNet/VGG: ``norm_layer`` normalises the conv feature maps only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from experiments.layers.activation import ActivationFactory
+from experiments.layers.norm import BATCH_NORM, NormFactory
 from experiments.layers.pooling import PoolingFactory
 from experiments.models.encoder import Encoder
 
@@ -31,14 +33,14 @@ class CNN(nn.Module):
         width: int = 16,
         growth: float = 2.0,
         kernel_size: int = 3,
-        norm: str = "batch",
+        norm_layer: NormFactory = BATCH_NORM,
         hidden: Sequence[int] = (128,),
         dropout: float = 0.0,
         max_width: int = 512,
     ) -> None:
         super().__init__()
         self.encoder = Encoder(
-            in_channels, act_layer, pool_layer, stages, convs_per_stage, width, growth, kernel_size, norm,
+            in_channels, act_layer, pool_layer, stages, convs_per_stage, width, growth, kernel_size, norm_layer,
             max_width,
         )
         size = self.encoder.output_size(image_size)

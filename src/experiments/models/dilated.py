@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from experiments.layers.activation import ActivationFactory
+from experiments.layers.norm import BATCH_NORM, NormFactory
 from experiments.layers.pooling import PoolingFactory
 from experiments.layers.upsampling import UpsamplingFactory
 from experiments.models.encoder import ConvBlock, Encoder
@@ -65,7 +66,7 @@ class DilatedNet(nn.Module):
         width: int = 32,
         growth: float = 2.0,
         kernel_size: int = 3,
-        norm: str = "batch",
+        norm_layer: NormFactory = BATCH_NORM,
         max_width: int = 512,
         context_width: int = 64,
         dilations: Sequence[int] = PAPER_DILATIONS,
@@ -79,7 +80,7 @@ class DilatedNet(nn.Module):
             raise ValueError(f"context dilations must be positive integers, got {list(dilations)}")
         self.with_indices = upsample_layer.needs_indices
         self.encoder = Encoder(
-            in_channels, act_layer, pool_layer, stages, convs_per_stage, width, growth, kernel_size, norm,
+            in_channels, act_layer, pool_layer, stages, convs_per_stage, width, growth, kernel_size, norm_layer,
             max_width, return_indices=self.with_indices,
         )
         blocks: list[nn.Module] = []
@@ -88,7 +89,9 @@ class DilatedNet(nn.Module):
             out = min(int(round(width * growth ** (stages + s))), max_width)
             for j in range(convs_per_stage):
                 blocks.append(
-                    ConvBlock(channels if j == 0 else out, out, act_layer, kernel_size, norm, dilation=2 ** (s + 1))
+                    ConvBlock(
+                        channels if j == 0 else out, out, act_layer, kernel_size, norm_layer, dilation=2 ** (s + 1)
+                    )
                 )
             channels = out
         self.dilated = nn.Sequential(*blocks)
@@ -96,7 +99,7 @@ class DilatedNet(nn.Module):
         pieces = act_layer.width_multiplier
         layers = []
         for d in dilations:
-            block = ConvBlock(context_width, context_width, act_layer, 3, norm, dilation=int(d))
+            block = ConvBlock(context_width, context_width, act_layer, 3, norm_layer, dilation=int(d))
             if identity_init:
                 identity_(block[0], pieces)
             layers.append(block)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from experiments.layers.activation import ActivationFactory
-from experiments.layers.norm import norm2d
+from experiments.layers.norm import BATCH_NORM, NormFactory
 from experiments.layers.pooling import PoolingFactory
 
 
@@ -23,7 +23,7 @@ class ConvBlock(nn.Sequential):
         out_channels: int,
         act_layer: ActivationFactory,
         kernel_size: int = 3,
-        norm: str = "batch",
+        norm_layer: NormFactory = BATCH_NORM,
         dilation: int = 1,
         stride: int = 1,
     ) -> None:
@@ -32,9 +32,9 @@ class ConvBlock(nn.Sequential):
         super().__init__(
             nn.Conv2d(
                 in_channels, wide, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                bias=norm == "none",
+                bias=norm_layer.conv_bias,
             ),
-            norm2d(norm, wide),
+            norm_layer(wide),
             act_layer(out_channels),
         )
 
@@ -64,7 +64,7 @@ class Encoder(nn.Module):
         width: int = 16,
         growth: float = 2.0,
         kernel_size: int = 3,
-        norm: str = "batch",
+        norm_layer: NormFactory = BATCH_NORM,
         max_width: int = 512,
         return_indices: bool = False,
     ) -> None:
@@ -76,7 +76,7 @@ class Encoder(nn.Module):
         for out in self.widths:
             convs = nn.Sequential(
                 *(
-                    ConvBlock(channels if j == 0 else out, out, act_layer, kernel_size, norm)
+                    ConvBlock(channels if j == 0 else out, out, act_layer, kernel_size, norm_layer)
                     for j in range(convs_per_stage)
                 )
             )

@@ -19,12 +19,11 @@ import torch
 from torch import nn
 
 from experiments.layers.activation import ActivationFactory
+from experiments.layers.norm import BATCH_NORM, NormFactory
 from experiments.layers.pooling import PoolingFactory
 from experiments.layers.upsampling import UpsamplingFactory
 from experiments.models.encoder import ConvBlock, Encoder
-
-#: variant -> how many earlier pools contribute skip scores
-VARIANTS = {"32s": 0, "16s": 1, "8s": 2}
+from experiments.options import FCN_VARIANTS
 
 
 def run_stages(encoder: Encoder, x: torch.Tensor, with_indices: bool) -> tuple[list, list, list]:
@@ -79,7 +78,7 @@ class FCN(nn.Module):
         width: int = 32,
         growth: float = 2.0,
         kernel_size: int = 3,
-        norm: str = "batch",
+        norm_layer: NormFactory = BATCH_NORM,
         max_width: int = 512,
         fc_width: int = 128,
         fc_kernel: int = 3,
@@ -87,22 +86,22 @@ class FCN(nn.Module):
         variant: str = "8s",
     ) -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown FCN variant {variant!r}; choose one of {list(VARIANTS)}")
-        skips = VARIANTS[variant]
+        if variant not in FCN_VARIANTS:
+            raise ValueError(f"unknown FCN variant {variant!r}; choose one of {list(FCN_VARIANTS)}")
+        skips = FCN_VARIANTS[variant]
         if skips > stages - 1:
             raise ValueError(f"FCN-{variant} fuses {skips} earlier pools, so it needs at least {skips + 1} stages")
         self.with_indices = upsample_layer.needs_indices
         self.encoder = Encoder(
-            in_channels, act_layer, pool_layer, stages, convs_per_stage, width, growth, kernel_size, norm,
+            in_channels, act_layer, pool_layer, stages, convs_per_stage, width, growth, kernel_size, norm_layer,
             max_width, return_indices=self.with_indices,
         )
         widths, factor = self.encoder.widths, pool_layer.factor
         # the classifier's fully connected layers, as convolutions (dropout as in VGG's fc6/fc7)
         self.head = nn.Sequential(
-            ConvBlock(self.encoder.out_channels, fc_width, act_layer, fc_kernel, norm),
+            ConvBlock(self.encoder.out_channels, fc_width, act_layer, fc_kernel, norm_layer),
             nn.Dropout2d(dropout),
-            ConvBlock(fc_width, fc_width, act_layer, 1, norm),
+            ConvBlock(fc_width, fc_width, act_layer, 1, norm_layer),
             nn.Dropout2d(dropout),
         )
         self.score = nn.Conv2d(fc_width, num_classes, 1)

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from experiments.layers.activation import ActivationFactory
-from experiments.layers.norm import norm2d
+from experiments.layers.norm import BATCH_NORM, NormFactory
+from experiments.options import RESNET_DEPTHS, resnet_blocks_per_stage
 
 
 def _conv3x3(cin: int, cout: int, stride: int, bias: bool) -> nn.Conv2d:
@@ -28,16 +29,17 @@ class BasicBlock(nn.Module):
     """
 
     def __init__(
-        self, cin: int, cout: int, stride: int, act_layer: ActivationFactory, norm: str, residual: bool
+        self, cin: int, cout: int, stride: int, act_layer: ActivationFactory, norm_layer: NormFactory,
+        residual: bool,
     ) -> None:
         super().__init__()
         m = act_layer.width_multiplier
-        bias = norm == "none"
+        bias = norm_layer.conv_bias
         self.conv1 = _conv3x3(cin, cout * m, stride, bias)
-        self.norm1 = norm2d(norm, cout * m)
+        self.norm1 = norm_layer(cout * m)
         self.act1 = act_layer(cout)
         self.conv2 = _conv3x3(cout, cout * m, 1, bias)
-        self.norm2 = norm2d(norm, cout * m)
+        self.norm2 = norm_layer(cout * m)
         self.act2 = act_layer(cout)
         self.residual = residual
         self.stride = stride
@@ -72,22 +74,22 @@ class ResNet(nn.Module):
         depth: int = 20,
         residual: bool = True,
         width: int = 16,
-        norm: str = "batch",
+        norm_layer: NormFactory = BATCH_NORM,
     ) -> None:
         super().__init__()
-        if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"ResNet depth must be 6n+2 (20, 32, 44, 56, 110), got {depth}")
-        n = (depth - 2) // 6
+        n = resnet_blocks_per_stage(depth)
+        if n is None:
+            raise ValueError(f"ResNet depth must be 6n+2 ({', '.join(map(str, RESNET_DEPTHS))}), got {depth}")
         m = act_layer.width_multiplier
         self.stem = nn.Sequential(
-            _conv3x3(in_channels, width * m, 1, norm == "none"), norm2d(norm, width * m), act_layer(width)
+            _conv3x3(in_channels, width * m, 1, norm_layer.conv_bias), norm_layer(width * m), act_layer(width)
         )
         blocks: list[nn.Module] = []
         cin = width
         for stage, cout in enumerate((width, 2 * width, 4 * width)):
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(BasicBlock(cin, cout, stride, act_layer, norm, residual))
+                blocks.append(BasicBlock(cin, cout, stride, act_layer, norm_layer, residual))
                 cin = cout
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -18,11 +18,11 @@ from experiments.reporting.aggregate import (
     sweep_constants,
     write_csv,
 )
-from experiments.reporting.runs import RunRecord, collect_runs, find_run_dirs, load_run
+from experiments.reporting.runs import RunResult, collect_runs, find_run_dirs, load_run
 
 __all__ = [
     "Group",
-    "RunRecord",
+    "RunResult",
     "Stat",
     "Summary",
     "collect_runs",

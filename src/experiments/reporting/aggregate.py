@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.reporting.runs import COMPLETED, FAILED, RunRecord, is_seed_override, parse_override
+from experiments.reporting.runs import COMPLETED, FAILED, RunResult, is_seed_override, parse_override
 
 METRIC_PREFIXES = ("test/", "val/", "train/")
 #: per-run numbers besides the final metrics; a column appears only when some completed run recorded it
@@ -64,7 +64,7 @@ def mean_std(values: Iterable[float | None]) -> Stat:
     return Stat(len(xs), mean, math.sqrt(var))
 
 
-def run_value(run: RunRecord, column: str) -> float | None:
+def run_value(run: RunResult, column: str) -> float | None:
     """Value of a table column for one run: an extra column attribute or a final metric."""
     if column in EXTRA_COLUMNS:
         return getattr(run, column)
@@ -74,7 +74,7 @@ def run_value(run: RunRecord, column: str) -> float | None:
 # -------------------------------------------------------------------------------------------- grouping
 
 
-def sweep_constants(runs: Sequence[RunRecord]) -> list[str]:
+def sweep_constants(runs: Sequence[RunResult]) -> list[str]:
     """Non-seed overrides present, with the same value, in every run whose overrides are known.
 
     Runs with unknown overrides are skipped: their empty list would otherwise make nothing constant.
@@ -92,7 +92,7 @@ def _override_sort_key(override: str) -> tuple[str, str]:
     return parse_override(override)
 
 
-def group_key(run: RunRecord, constants: Iterable[str]) -> tuple[str, ...]:
+def group_key(run: RunResult, constants: Iterable[str]) -> tuple[str, ...]:
     """Sorted overrides that distinguish this run's configuration from the rest of the sweep."""
     constant = set(constants)
     kept = {
@@ -115,7 +115,7 @@ class Group:
     """All runs (any status) sharing one configuration; statistics use the completed ones only."""
 
     key: tuple[str, ...]
-    runs: list[RunRecord] = field(default_factory=list)
+    runs: list[RunResult] = field(default_factory=list)
     stats: dict[str, Stat] = field(default_factory=dict)
 
     @property
@@ -123,7 +123,7 @@ class Group:
         return format_label(self.key)
 
     @property
-    def completed(self) -> list[RunRecord]:
+    def completed(self) -> list[RunResult]:
         return [run for run in self.runs if run.status == COMPLETED]
 
     @property
@@ -143,7 +143,7 @@ class Group:
         return sorted(run.seed for run in self.completed if run.seed is not None)
 
 
-def group_runs(runs: Sequence[RunRecord], constants: Iterable[str] | None = None) -> list[Group]:
+def group_runs(runs: Sequence[RunResult], constants: Iterable[str] | None = None) -> list[Group]:
     """Bucket runs by :func:`group_key`, in order of first appearance (sweep order)."""
     constants = sweep_constants(runs) if constants is None else list(constants)
     groups: dict[tuple[str, ...], Group] = {}
@@ -153,7 +153,7 @@ def group_runs(runs: Sequence[RunRecord], constants: Iterable[str] | None = None
     return list(groups.values())
 
 
-def metric_columns(runs: Sequence[RunRecord]) -> list[str]:
+def metric_columns(runs: Sequence[RunResult]) -> list[str]:
     """Final-metric columns present in any completed run: primary first, then test/, val/, train/."""
     present = {key for run in runs if run.completed for key in run.metrics}
     columns: list[str] = []
@@ -176,22 +176,22 @@ def primary_metric(available: Iterable[str]) -> str | None:
 class Summary:
     """The aggregated sweep: what the Markdown, CSV and plots are rendered from."""
 
-    runs: list[RunRecord]
+    runs: list[RunResult]
     groups: list[Group]
     constants: list[str]
     columns: list[str]
     primary: str | None
 
     @property
-    def completed(self) -> list[RunRecord]:
+    def completed(self) -> list[RunResult]:
         return [run for run in self.runs if run.status == COMPLETED]
 
     @property
-    def failed(self) -> list[RunRecord]:
+    def failed(self) -> list[RunResult]:
         return [run for run in self.runs if run.status == FAILED]
 
     @property
-    def incomplete(self) -> list[RunRecord]:
+    def incomplete(self) -> list[RunResult]:
         return [run for run in self.runs if run.status not in (COMPLETED, FAILED)]
 
     @property
@@ -200,7 +200,7 @@ class Summary:
         return [m for m in PRIMARY_CANDIDATES if m in self.columns]
 
 
-def summarize(runs: Sequence[RunRecord]) -> Summary:
+def summarize(runs: Sequence[RunResult]) -> Summary:
     """Group, compute per-column statistics and sort best-first by the primary metric."""
     runs = list(runs)
     constants = sweep_constants(runs)
@@ -235,14 +235,14 @@ class Curve:
     std: list[float]
 
 
-def curve_metrics(runs: Sequence[RunRecord]) -> list[str]:
+def curve_metrics(runs: Sequence[RunResult]) -> list[str]:
     """History keys worth a learning-curve plot: validation metrics and every loss."""
     keys = {key for run in runs if run.completed for key in run.history}
     chosen = {k for k in keys if k not in HISTORY_AXES and (k.startswith("val/") or "loss" in k)}
     return sorted(chosen, key=lambda k: (not k.startswith("val/"), k))
 
 
-def curve_stats(runs: Sequence[RunRecord], metric: str) -> Curve | None:
+def curve_stats(runs: Sequence[RunResult], metric: str) -> Curve | None:
     """Average a history metric across runs, aligned on epoch (seeds may stop at different epochs).
 
     Missing (null) and non-finite points are skipped, so runs logging validation only every few epochs
@@ -277,7 +277,7 @@ class FlowStats:
     std: list[float]
 
 
-def gradient_flow_stats(runs: Sequence[RunRecord]) -> FlowStats | None:
+def gradient_flow_stats(runs: Sequence[RunResult]) -> FlowStats | None:
     """Average gradient-flow profiles by layer position; non-positive norms cannot be drawn on log-y."""
     flows = [run.gradient_flow for run in runs if run.completed and run.gradient_flow is not None]
     if not flows:
@@ -365,7 +365,7 @@ def markdown_table(summary: Summary) -> str:
     return "\n".join(lines)
 
 
-def _run_line(run: RunRecord, constants: Sequence[str]) -> str:
+def _run_line(run: RunResult, constants: Sequence[str]) -> str:
     """Bullet naming the run dir, its configuration (constants left out) and why it has no result."""
     if run.overrides_known:
         parts = list(group_key(run, constants))

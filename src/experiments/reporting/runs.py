@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-METRICS_FILE = "metrics.json"
-HYDRA_DIR = ".hydra"
-OVERRIDES_FILE = "overrides.yaml"
-CONFIG_FILE = "config.yaml"
+from experiments.run.layout import HYDRA_CONFIG as CONFIG_FILE
+from experiments.run.layout import HYDRA_DIR
+from experiments.run.layout import HYDRA_OVERRIDES as OVERRIDES_FILE
+from experiments.run.layout import METRICS as METRICS_FILE
 
 Status = Literal["completed", "failed", "incomplete"]
 COMPLETED: Status = "completed"
@@ -42,8 +42,8 @@ class GradientFlow:
 
 
 @dataclass
-class RunRecord:
-    """Everything the report needs from one run directory, normalised to plain Python types."""
+class RunResult:
+    """Everything the report needs from one run directory (what its RunRecord wrote), normalised to plain types."""
 
     path: Path
     status: Status
@@ -234,7 +234,7 @@ def _classify(data: dict[str, Any], metrics: dict[str, float]) -> tuple[Status, 
     return INCOMPLETE, f"unknown status {status!r} in metrics.json"
 
 
-def load_run(path: Path) -> RunRecord:
+def load_run(path: Path) -> RunResult:
     """Load one run directory; never raises for bad content, it classifies the run instead."""
     path = Path(path)
     metrics_path = path / METRICS_FILE
@@ -268,7 +268,7 @@ def load_run(path: Path) -> RunRecord:
     overrides = _load_overrides(path, data)
     choices = data.get("choices")
     task = data.get("task")
-    return RunRecord(
+    return RunResult(
         path=path,
         status=status,
         error=reason,
@@ -288,14 +288,14 @@ def load_run(path: Path) -> RunRecord:
     )
 
 
-def collect_runs(roots: Iterable[Path]) -> list[RunRecord]:
+def collect_runs(roots: Iterable[Path]) -> list[RunResult]:
     """Load every run under every root, in root order then sweep order.
 
     The same directory reached twice (overlapping roots, e.g. ``outputs/multirun`` and one of its
     sweeps) is loaded once, so replicates are never double-counted.
     """
     seen: set[Path] = set()
-    runs: list[RunRecord] = []
+    runs: list[RunResult] = []
     for root in roots:
         for run_dir in find_run_dirs(Path(root)):
             resolved = run_dir.resolve()

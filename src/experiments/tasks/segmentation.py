@@ -7,6 +7,7 @@ The test split also reports every class's IoU, to show *which* shapes a design g
 
 from __future__ import annotations
 
+import colorsys
 from collections.abc import Sequence
 
 import torch
@@ -20,22 +21,34 @@ from experiments.tasks.base import OptimizerFactory, SchedulerFactory, Task
 SAMPLES = 4
 
 
+#: black background so the shapes stand out, then tab10's well separated colours
+MASK_COLOURS = (
+    (0, 0, 0), (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+)
+
+
 def palette(num_classes: int) -> torch.Tensor:
-    """(C, 3) distinct colours in [0, 1]; class 0 (background) is black so the shapes stand out."""
-    hues = torch.arange(max(num_classes - 1, 1), dtype=torch.float32) / max(num_classes - 1, 1)
-    # HSV -> RGB at full saturation and value, one hue per foreground class
-    k = (torch.tensor([5.0, 3.0, 1.0]) + hues[:, None] * 6) % 6
-    rgb = 1 - torch.clamp(torch.minimum(k, 4 - k), 0, 1)
-    return torch.cat([torch.zeros(1, 3), rgb])[:num_classes]
+    """(C, 3) uint8 RGB, the one mask palette: TensorBoard's sample grids and ``evaluate --predict``'s PNGs.
+
+    Class k's colour does not depend on C, so a class looks the same in every run and output; classes past
+    :data:`MASK_COLOURS` get golden-ratio-spaced hues, all distinct.
+    """
+    colours = list(MASK_COLOURS[:num_classes])
+    for k in range(len(colours), num_classes):
+        rgb = colorsys.hsv_to_rgb((k * 0.618033988749895) % 1.0, 0.65, 0.95)
+        colours.append(tuple(round(255 * c) for c in rgb))
+    return torch.tensor(colours, dtype=torch.uint8).view(-1, 3)
 
 
 def sample_grid(images: torch.Tensor, targets: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(3, n*H, 3*W) image: one row per sample, columns input | ground truth | prediction.
 
     Inputs are standardised, so each is min-max scaled for display; masks are colour-coded with
-    :func:`palette`. A grayscale input is repeated to RGB.
+    :func:`palette` (as k/255, which TensorBoard's x255 turns back into exactly k). A grayscale input is
+    repeated to RGB.
     """
-    colours = palette(num_classes)
+    colours = palette(num_classes).float() / 255
     lo = images.amin(dim=(1, 2, 3), keepdim=True)
     hi = images.amax(dim=(1, 2, 3), keepdim=True)
     shown = (images - lo) / (hi - lo).clamp_min(1e-6)

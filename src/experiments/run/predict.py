@@ -16,13 +16,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+from experiments.tasks.segmentation import palette
 
-#: mask colours: black background, then well separated hues (tab10-like), repeated if there are more classes
-PALETTE = [
-    (0, 0, 0), (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def image_files(folder: str | Path) -> list[Path]:
@@ -63,11 +59,11 @@ def write_probabilities(path: str | Path, files: Sequence[Path], probs: torch.Te
 
 
 def mask_image(mask: torch.Tensor, size: tuple[int, int] | None = None) -> Image.Image:
-    """A palette ("P" mode) PNG-ready image of an ``(H, W)`` class-index mask, optionally resized (nearest)."""
+    """A palette ("P" mode) PNG-ready image of an ``(H, W)`` class-index mask, optionally resized (nearest);
+    class k is coloured as in TensorBoard's sample grids (:func:`~experiments.tasks.segmentation.palette`)."""
     height, width = mask.shape
     image = Image.frombytes("P", (width, height), mask.to(torch.uint8).contiguous().numpy().tobytes())
-    flat = [c for i in range(256) for c in PALETTE[i % len(PALETTE)]]
-    image.putpalette(flat)
+    image.putpalette(palette(256).flatten().tolist())
     if size is not None and image.size != tuple(size):
         image = image.resize(tuple(size), Image.Resampling.NEAREST)
     return image
@@ -77,7 +73,7 @@ def write_masks(
     out: str | Path, files: Sequence[Path], masks: torch.Tensor, sizes: Sequence[tuple[int, int]],
     classes: Sequence[str],
 ) -> Path:
-    """``<out>/<stem>_mask.png`` per image (class index per pixel, coloured by :data:`PALETTE`) and a CSV of the
+    """``<out>/<stem>_mask.png`` per image (class index per pixel, coloured by :func:`palette`) and a CSV of the
     fraction of each image's pixels given to each class."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

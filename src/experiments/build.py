@@ -1,21 +1,22 @@
 """Turn a validated config into the objects a run needs: data module, network, task, callbacks, logger, trainer.
 
 Models receive the layer factories their constructor asks for (``act_layer``, ``pool_layer``,
-``upsample_layer``, ...), so adding a swappable part means one YAML group plus one parameter name, and
-a model never names a concrete activation.
+``norm_layer``, ``upsample_layer``), so adding a swappable part means one YAML group plus one parameter name,
+and a model never names a concrete activation or normalisation.
 """
 
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from typing import Any
 
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 #: config group -> constructor parameter that receives its factory
-FACTORY_GROUPS = {"activation": "act_layer", "pooling": "pool_layer", "upsampling": "upsample_layer"}
+FACTORY_GROUPS = {
+    "activation": "act_layer", "pooling": "pool_layer", "norm": "norm_layer", "upsampling": "upsample_layer",
+}
 
 #: data task -> LightningModule class
 TASKS = {
@@ -59,21 +60,26 @@ def build_task(cfg: DictConfig, network=None):
     )
 
 
-def build_callbacks(cfg: DictConfig, task, run_dir: Path) -> list:
-    """Checkpointing (best by the task's monitor, and last), LR monitor, history, diagnostics."""
+def build_callbacks(cfg: DictConfig, task) -> list:
+    """Every callback of a run, in the order they must run: checkpointing (best by the task's monitor; last
+    after every epoch), history, LR monitor, the ``callbacks``/``diagnostics`` groups, then exact mid-epoch
+    resume state and SIGINT/SIGTERM handling (``ResumeState`` before ``GracefulStop``: a stop checkpoint
+    includes it)."""
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
-    from experiments.outputs import HistoryRecorder
+    from experiments.run.history import HistoryRecorder
+    from experiments.run.layout import BEST, LAST, RunDir
+    from experiments.run.signals import GracefulStop
+    from experiments.run.state import ResumeState
 
+    run = RunDir(str(cfg.run_dir))
     callbacks: list = [
-        ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
-            filename="best",
-            monitor=task.monitor,
-            mode=task.monitor_mode,
-            save_last=True,
-            auto_insert_metric_name=False,
-        ),
+        ModelCheckpoint(dirpath=run.checkpoints, filename=BEST, monitor=task.monitor, mode=task.monitor_mode,
+                        save_last=True, auto_insert_metric_name=False),
+        # Lightning 2.6's save_last writes last.ckpt only when the best one improves: a second checkpoint
+        # callback without a monitor writes it after every epoch, which exact resume relies on
+        ModelCheckpoint(dirpath=run.checkpoints, filename=LAST, monitor=None, save_top_k=1,
+                        enable_version_counter=False),
         HistoryRecorder(),
     ]
     if cfg.get("logger") is not None:
@@ -83,6 +89,7 @@ def build_callbacks(cfg: DictConfig, task, run_dir: Path) -> list:
         for node in (cfg.get(group) or {}).values():
             if isinstance(node, DictConfig) and "_target_" in node:
                 callbacks.append(instantiate(node))
+    callbacks += [ResumeState(), GracefulStop(run.last_checkpoint)]
     return callbacks
 
 
@@ -90,5 +97,11 @@ def build_logger(cfg: DictConfig):
     return instantiate(cfg.logger) if cfg.get("logger") is not None else False
 
 
-def build_trainer(cfg: DictConfig, callbacks: list, logger: Any, **overrides: Any):
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **overrides)
+def build_trainer(cfg: DictConfig, callbacks: list, logger: Any, checkpoint: dict[str, Any] | None = None,
+                  **overrides: Any):
+    """The Lightning Trainer of ``cfg.trainer``; every checkpoint it reads goes through the safe loader, and
+    ``checkpoint`` (already loaded and verified by the resume plan) is handed to ``fit`` without a second read."""
+    from experiments.run.checkpoints import SafeCheckpointIO
+
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
+                       plugins=[SafeCheckpointIO(verified=checkpoint)], **overrides)

@@ -5,7 +5,9 @@ with the rest of the grid, whatever the launcher), which would leave a sweep wit
 status 0. :class:`SweepStatus` reads every job's ``metrics.json`` once all jobs have returned, prints one
 line per failed job and exits non-zero. It reads files only (no torch import), so it costs nothing.
 
-Registered in ``conf/train.yaml`` under ``hydra.callbacks``; Hydra calls ``on_multirun_*`` in the
+It lives with the report because it is one: it reads the jobs' run dirs exactly as the report does
+(:func:`~experiments.reporting.runs.load_run`), after they finished. Registered in ``conf/train.yaml``
+under ``hydra.callbacks``; Hydra calls ``on_multirun_*`` in the
 launching process even when the jobs ran in joblib workers or on a Slurm cluster.
 """
 

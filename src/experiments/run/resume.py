@@ -18,60 +18,28 @@ How a run is continued (see README "Resume"):
 Hydra rewrites ``<run dir>/.hydra/{config,overrides}.yaml`` on every invocation, so the first start
 keeps its own copy of the composed config (``config.yaml``) and a resume puts Hydra's record of the
 original run back; ``evaluate`` and the report then see the run as it was started. Everything here
-reads files and OmegaConf only (no torch), so it runs before anything heavy is imported.
+reads files and OmegaConf only (no torch) until a checkpoint is verified, so a plan costs nothing.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.validation import ConfigError
+from experiments.errors import ConfigError
+from experiments.run.layout import RunDir
+from experiments.run.record import override_key, recordable
 
-#: the composed config of the run as first started (Hydra's .hydra/config.yaml is rewritten on resume)
-RUN_CONFIG = "config.yaml"
-METRICS = "metrics.json"
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 #: keys whose value does not change a run's numbers, so a resume may set them differently
 NEUTRAL_KEYS = ("trainer.enable_progress_bar", "trainer.enable_model_summary", "data.num_workers")
-#: keys that steer resuming itself; they are kept out of the recorded overrides (the report groups by those)
-RESUME_KEYS = ("resume", "ckpt_path")
-
-
-def override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def recordable(overrides: list[str]) -> list[str]:
-    """The overrides that define the run: without ``resume=``/``ckpt_path=``, which only say how it was launched."""
-    return [o for o in overrides if override_key(o) not in RESUME_KEYS]
-
-
-def last_checkpoint(run_dir: str | Path) -> Path | None:
-    path = Path(run_dir) / LAST_CHECKPOINT
-    return path if path.is_file() else None
-
-
-def has_started(run_dir: str | Path) -> bool:
-    """Whether an earlier invocation got as far as training in this dir (config snapshot or a checkpoint)."""
-    return (Path(run_dir) / RUN_CONFIG).is_file() or last_checkpoint(run_dir) is not None
-
-
-def read_record(run_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / METRICS
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 @dataclass
 class ResumePlan:
-    """What ``train`` does with this invocation."""
+    """What ``train`` does with this invocation, decided once from the files in the run dir."""
 
     cfg: DictConfig
     overrides: list[str]
@@ -84,6 +52,17 @@ class ResumePlan:
     def resuming(self) -> bool:
         return self.checkpoint is not None
 
+    def verify(self, module: Any) -> dict[str, Any] | None:
+        """Load and check the checkpoint to continue from, once, before anything is written; None for a fresh start.
+
+        The returned checkpoint is handed to the Trainer's checkpoint IO, which gives it back to ``fit``
+        instead of reading the file a second time."""
+        if self.checkpoint is None:
+            return None
+        from experiments.run.checkpoints import verify_resumable
+
+        return verify_resumable(self.checkpoint, module)
+
 
 def plan(cfg: DictConfig, overrides: list[str], choices: dict[str, str]) -> ResumePlan:
     """Decide between a fresh start, a continuation, and a skip; raise ``ConfigError`` for a changed run."""
@@ -92,25 +71,24 @@ def plan(cfg: DictConfig, overrides: list[str], choices: dict[str, str]) -> Resu
         return ResumePlan(cfg, overrides, choices, checkpoint=Path(str(cfg.ckpt_path)))
     if not cfg.get("resume"):
         return ResumePlan(cfg, overrides, choices)
-    run_dir = Path(str(cfg.run_dir))
-    previous = read_record(run_dir) or {}
-    saved = run_dir / RUN_CONFIG
+    run = RunDir(str(cfg.run_dir))
+    previous = run.read_record() or {}
     original = list(previous.get("overrides") or [])
-    if saved.is_file():  # this dir holds a run that got to training: it must be the same run (e.g. same sweep job)
-        _refuse_changes(overrides, original, run_dir)
+    last = run.last_checkpoint if run.last_checkpoint.is_file() else None
+    if run.config.is_file():  # this dir holds a run that got to training: it must be the same run (e.g. same sweep job)
+        _refuse_changes(overrides, original, run.root)
     if previous.get("status") == "completed":
         return ResumePlan(cfg, overrides, choices, completed=previous, previous=previous)
-    if not saved.is_file():  # never got to training: start over here with this invocation's config
-        return ResumePlan(cfg, overrides, choices, checkpoint=last_checkpoint(run_dir))
-    base = OmegaConf.load(saved)
+    if not run.config.is_file():  # never got to training: start over here with this invocation's config
+        return ResumePlan(cfg, overrides, choices, checkpoint=last)
+    base = OmegaConf.load(run.config)
     assert isinstance(base, DictConfig)
     OmegaConf.set_struct(base, False)
-    base.run_dir = str(run_dir)
+    base.run_dir = str(run.root)
     base.resume, base.ckpt_path = True, None
     for key in {override_key(o) for o in overrides} & set(NEUTRAL_KEYS):  # only what this invocation set
         OmegaConf.update(base, key, OmegaConf.select(cfg, key), force_add=True)
-    return ResumePlan(base, original, dict(previous.get("choices") or choices), checkpoint=last_checkpoint(run_dir),
-                      previous=previous)
+    return ResumePlan(base, original, dict(previous.get("choices") or choices), checkpoint=last, previous=previous)
 
 
 def _refuse_changes(current: list[str], original: list[str], run_dir: Path) -> None:
@@ -130,21 +108,20 @@ def _refuse_changes(current: list[str], original: list[str], run_dir: Path) -> N
 
 def snapshot(cfg: DictConfig, run_dir: str | Path) -> None:
     """Keep the composed config of a run's first start (unresolved, like Hydra's) as ``<run dir>/config.yaml``."""
-    path = Path(run_dir) / RUN_CONFIG
-    if path.exists():
+    run = RunDir(run_dir)
+    if run.config.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    run.root.mkdir(parents=True, exist_ok=True)
     container = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(container, dict)
     container.pop("hydra", None)
-    path.write_text(OmegaConf.to_yaml(OmegaConf.create(container)))
+    run.config.write_text(OmegaConf.to_yaml(OmegaConf.create(container)))
 
 
 def restore_hydra_record(run_dir: str | Path, overrides: list[str]) -> None:
     """Put the original run's config and overrides back into ``.hydra/`` after this invocation's Hydra rewrote them."""
-    hydra_dir = Path(run_dir) / ".hydra"
-    saved = Path(run_dir) / RUN_CONFIG
-    if not hydra_dir.is_dir() or not saved.is_file():
+    run = RunDir(run_dir)
+    if not run.hydra_dir.is_dir() or not run.config.is_file():
         return
-    (hydra_dir / "config.yaml").write_text(saved.read_text())
-    (hydra_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+    run.hydra_config.write_text(run.config.read_text())
+    run.hydra_overrides.write_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))))

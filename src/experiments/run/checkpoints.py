@@ -5,7 +5,7 @@ else (a copied run dir, a download, a half-written file after a crash). ``torch.
 default executes arbitrary pickled code, and its errors for a truncated or foreign file are internal
 messages ("PytorchStreamReader failed ... central directory"). Every load in the project goes through
 :func:`load_checkpoint`: training's resume (also through Lightning, via :class:`SafeCheckpointIO`),
-testing the best checkpoint, and ``python -m experiments.evaluate``.
+testing the best checkpoint, ``python -m experiments.evaluate`` and ``python -m experiments.inspect --ckpt``.
 
 Checks, in order, each with its own message: the path exists and is a file; it is not empty; it is a
 zip archive (what ``torch.save`` and Lightning write; a bare pickle is refused before it is unpickled);
@@ -29,23 +29,12 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
-from experiments.validation import ConfigError
+from experiments.errors import CheckpointError
 
 #: keys every Lightning checkpoint has
 LIGHTNING_KEYS = ("state_dict", "pytorch-lightning_version")
 #: keys a checkpoint needs so that training can continue from it (not only its weights)
 RESUME_KEYS = ("loops", "optimizer_states", "lr_schedulers", "callbacks", "epoch", "global_step")
-
-
-class CheckpointError(ConfigError):
-    """A checkpoint that cannot be used, as one sentence: ``ckpt_path=<file> is invalid: <why>; <fix>.``
-
-    A ``ConfigError`` on purpose: the CLIs already print those without a traceback and exit 2, and a bad
-    checkpoint is a bad input of the run like any other."""
-
-    def __init__(self, path: str | Path, problem: str, fix: str, key: str = "ckpt_path") -> None:
-        self.path = Path(path)
-        super().__init__(key, path, problem, fix)
 
 
 def _default_fix(path: Path) -> str:
@@ -156,17 +145,38 @@ def load_weights(module: nn.Module, path: str | Path, key: str = "ckpt_path") ->
     return checkpoint
 
 
+def load_network_weights(network: nn.Module, path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
+    """Load a task checkpoint's ``network.*`` weights into the bare network after every check (``inspect --ckpt``).
+
+    The task's other state (loss, metrics) is not the network's; a checkpoint without ``network.*`` weights
+    fails :func:`check_matches` like a checkpoint of another network."""
+    checkpoint = load_checkpoint(path, key=key)
+    weights = {k.removeprefix("network."): v for k, v in checkpoint["state_dict"].items() if k.startswith("network.")}
+    check_matches({"state_dict": weights}, network, path, key)
+    network.load_state_dict(weights)
+    return checkpoint
+
+
 class SafeCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint IO with every load routed through :func:`load_checkpoint`.
 
     Lightning 2.6 passes ``weights_only=None`` to ``torch.load`` unless told otherwise (which means
     ``True`` only because torch >= 2.6 made it the default) and surfaces zip-reader errors as they come.
     Handing this plugin to the Trainer makes ``fit(ckpt_path=...)`` and ``test(ckpt_path=...)`` weights-only
-    whatever the caller passes, with the same one-sentence errors as everywhere else. Saving is
-    Lightning's, which already writes atomically (an fsspec transaction: temp file, then rename).
+    whatever the caller passes, with the same one-sentence errors as everywhere else. ``verified`` is a
+    checkpoint the caller has already loaded and checked (:func:`verify_resumable`): the first load is
+    answered with it, so a resumed run reads and checks its checkpoint once. Saving is Lightning's, which
+    already writes atomically (an fsspec transaction: temp file, then rename).
     """
+
+    def __init__(self, verified: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self._verified = verified
 
     def load_checkpoint(
         self, path: Any, map_location: Callable | str | None = "cpu", weights_only: bool | None = None,
     ) -> dict[str, Any]:
+        if self._verified is not None:
+            checkpoint, self._verified = self._verified, None
+            return checkpoint
         return load_checkpoint(path, map_location=map_location if map_location is not None else "cpu")

@@ -31,26 +31,11 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from experiments.errors import RunInterrupted
+
 log = logging.getLogger(__name__)
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class RunInterrupted(Exception):
-    """Training stopped on a signal; ``checkpoint`` is where to continue from (None: nothing was saved)."""
-
-    def __init__(self, signum: int, checkpoint: Path | None, epoch: int, step: int) -> None:
-        self.signum = int(signum)
-        self.checkpoint = checkpoint
-        self.epoch, self.step = epoch, step
-        name = signal.Signals(self.signum).name
-        saved = f"checkpoint {checkpoint}" if checkpoint else "no new checkpoint (training had finished)"
-        super().__init__(f"interrupted by {name} at epoch {epoch}, step {step}; {saved}")
-
-    @property
-    def exit_code(self) -> int:
-        """128 + signal number: what a shell reports for a process ended by that signal."""
-        return 128 + self.signum
 
 
 class GracefulStop(Callback):

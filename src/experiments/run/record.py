@@ -1,0 +1,242 @@
+"""``RunRecord``: the one writer of ``<run dir>/metrics.json``, and the owner of a run's status.
+
+A run's status goes ``running`` -> ``completed | failed | interrupted`` and nothing else writes it: the
+record is a context manager around the whole of ``train(cfg)``, so whatever stops a run (a config
+mistake, a bad checkpoint, a crash while fitting, a signal) leaves a record saying why, with the
+diagnostics gathered so far, before the error goes on to the caller. Two rules keep records truthful:
+
+* before training starts, a failure never overwrites the record of the run being resumed (a typo in a
+  ``resume=true`` command must not turn a finished run into a failed one);
+* under DDP only the global-zero process writes.
+
+``metrics.json`` keys (stable for users and the report): status, error, task, choices, overrides, seed,
+run_dir, metrics, params, world_size, wall_time_s, epochs, best_checkpoint, history, diagnostics
+summaries (vanishing_ratio, gradient_flow, flops, receptive_field ...), data_stats, resumed_from,
+resumes, provenance (versions of Python, torch, Lightning, torchvision and this project, the git commit).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.errors import ConfigError, RunInterrupted
+from experiments.run.layout import RunDir, write_json
+
+log = logging.getLogger(__name__)
+
+#: groups whose choice is recorded with every run (HParams columns, report grouping)
+RECORDED_GROUPS = (
+    "model", "activation", "pooling", "norm", "upsampling", "init", "loss", "optimizer", "scheduler", "data",
+    "trainer", "diagnostics", "experiment",
+)
+#: override keys that say how a run was launched, not what it is (the report groups by the others)
+LAUNCH_KEYS = ("resume", "ckpt_path")
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def group_choices(cfg: DictConfig) -> dict[str, str]:
+    """Which option of each config group this run uses (from Hydra's runtime record)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if cfg.get("hydra") is not None:
+        choices = cfg.hydra.runtime.choices
+    elif HydraConfig.initialized():
+        choices = HydraConfig.get().runtime.choices
+    else:
+        choices = {}
+    return {g: str(choices[g]) for g in RECORDED_GROUPS if choices.get(g) is not None}
+
+
+def task_overrides(cfg: DictConfig) -> list[str]:
+    """The command-line overrides that define the run (without ``resume=``/``ckpt_path=``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if cfg.get("hydra") is not None:
+        overrides = list(cfg.hydra.overrides.task)
+    elif HydraConfig.initialized():
+        overrides = list(HydraConfig.get().overrides.task)
+    else:
+        overrides = []
+    return recordable(overrides)
+
+
+def recordable(overrides: list[str]) -> list[str]:
+    """The overrides that define the run: without ``resume=``/``ckpt_path=``, which only say how it was launched."""
+    return [o for o in overrides if override_key(o) not in LAUNCH_KEYS]
+
+
+def provenance() -> dict[str, Any]:
+    """What it takes to reproduce a result: interpreter and library versions, and the git commit of a checkout."""
+    versions = {"python": platform.python_version()}
+    for package in ("experiments", "torch", "lightning", "torchvision", "hydra-core", "torchmetrics"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    source = Path(__file__).resolve().parent
+    commit = dirty = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True,
+                                timeout=5).stdout.strip() or None
+        if commit:
+            status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source,
+                                    capture_output=True, text=True, timeout=5).stdout
+            dirty = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):  # no git, or not a checkout (an installed wheel)
+        pass
+    return {"versions": versions, "git_commit": commit, "git_dirty": dirty}
+
+
+def hyperparameters(cfg: DictConfig, choices: dict[str, str], overrides: list[str]) -> dict[str, Any]:
+    """The fixed key set logged to TensorBoard's HParams tab: group choices, seed, a few scalars, and every
+    overridden key, so that the columns line up across a sweep whose jobs share their override keys."""
+    hp: dict[str, Any] = {g: choices.get(g, "") for g in RECORDED_GROUPS}
+    hp.update(
+        seed=cfg.seed,
+        lr=OmegaConf.select(cfg, "optimizer.lr"),
+        batch_size=OmegaConf.select(cfg, "data.batch_size"),
+        max_epochs=OmegaConf.select(cfg, "trainer.max_epochs"),
+    )
+    for item in overrides:
+        key = override_key(item)
+        if key not in hp and not key.startswith("hydra"):
+            value = OmegaConf.select(cfg, key, default=None)
+            hp[key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return {k: ("" if v is None else v) for k, v in hp.items()}
+
+
+def log_hparams(logger: Any, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+    """HParams with their final metrics where the logger supports the pairing (TensorBoard), else side by side."""
+    if "metrics" in inspect.signature(logger.log_hyperparams).parameters:
+        logger.log_hyperparams(hparams, metrics=metrics)
+    else:
+        logger.log_hyperparams(hparams)
+        logger.log_metrics(metrics)
+    logger.save()
+
+
+def _one_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}".splitlines()[0]
+
+
+class RunRecord:
+    """The run's ``metrics.json`` payload and its status transitions; use as ``with RunRecord.open(cfg) as record``."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.dir = RunDir(str(cfg.run_dir))
+        self.choices, self.overrides = group_choices(cfg), task_overrides(cfg)
+        self.payload: dict[str, Any] = {
+            "status": "running", "error": None, "task": OmegaConf.select(cfg, "data.task"), "choices": self.choices,
+            "overrides": self.overrides, "seed": cfg.get("seed"), "run_dir": str(self.dir.root),
+        }
+        # a resume protects the record it continues until training has really started again
+        self._protected = bool(cfg.get("resume")) and self.dir.metrics.exists()
+        self._writer = True
+        self._trainer: Any = None
+        self._callbacks: list = []
+        self._earlier_wall_time = 0.0
+        self._clock = time.perf_counter()
+
+    @classmethod
+    def open(cls, cfg: DictConfig) -> RunRecord:
+        return cls(cfg)
+
+    # -- the context: every way out of a run leaves a record ------------------------------------------------
+
+    def __enter__(self) -> RunRecord:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> bool:
+        if err is None:
+            return False
+        if isinstance(err, RunInterrupted):  # SIGINT/SIGTERM: checkpoint written at a batch end; resume continues
+            self._end("interrupted", str(err), checkpoint=str(err.checkpoint) if err.checkpoint else None)
+        elif isinstance(err, (KeyboardInterrupt, SystemExit)):  # a second signal, or Lightning's own SIGTERM exit
+            self._end("interrupted", f"aborted ({type(err).__name__}) without a new checkpoint", summaries=False)
+        elif isinstance(err, Exception):
+            self._end("failed", str(err) if isinstance(err, ConfigError) else _one_line(err))  # ConfigError: 1 sentence
+        return False  # the caller decides what an error means (exit status, next sweep job)
+
+    # -- transitions ------------------------------------------------------------------------------------------
+
+    def follow(self, plan: Any) -> DictConfig:
+        """Adopt the resume plan: a continued run keeps its own config, overrides and choices."""
+        self.cfg, self.choices, self.overrides = plan.cfg, plan.choices, plan.overrides
+        self.payload.update(task=self.cfg.data.task, choices=self.choices, overrides=self.overrides, seed=self.cfg.seed)
+        if plan.resuming:
+            self.payload.update(resumed_from=str(plan.checkpoint), resumes=int(plan.previous.get("resumes", 0)) + 1)
+            self._earlier_wall_time = float(plan.previous.get("wall_time_s") or 0.0)
+        return self.cfg
+
+    def skipped(self, plan: Any) -> dict[str, Any]:
+        """``resume=true`` on a completed run: nothing to do; Hydra's record of the run is put back."""
+        from experiments.run.resume import restore_hydra_record
+
+        log.info("%s already completed; skipped (resume=true)", self.dir.root)
+        restore_hydra_record(self.dir.root, plan.completed.get("overrides") or [])
+        return {**plan.completed, "skipped": True}
+
+    def begin(self, trainer: Any, network: Any, callbacks: list) -> None:
+        """Training is about to start: snapshot the config and write the ``running`` record (rank zero only)."""
+        from experiments.run.resume import restore_hydra_record, snapshot
+
+        self._trainer, self._callbacks = trainer, callbacks
+        self._writer, self._protected = bool(trainer.is_global_zero), False
+        self.payload.update(params=sum(p.numel() for p in network.parameters()), world_size=trainer.world_size,
+                            provenance=provenance())
+        if self._writer:
+            snapshot(self.cfg, self.dir.root)
+            if "resumed_from" in self.payload:
+                restore_hydra_record(self.dir.root, self.overrides)
+            self._write()
+
+    def complete(self, metrics: dict[str, float | None], **fields: Any) -> dict[str, Any]:
+        """The run finished: final metrics, wall time, callbacks' summaries, HParams to the logger."""
+        self.payload.update(status="completed", metrics=metrics, wall_time_s=self._wall_time(), **fields)
+        self.payload.update(self._summaries())
+        if self._writer:
+            logger = self._trainer.logger if self._trainer is not None else None
+            if logger:
+                # None (a diverged value) is logged as NaN so every run of a sweep has the same metric columns
+                final = {f"final/{k}": (float("nan") if v is None else v) for k, v in metrics.items()}
+                log_hparams(logger, hyperparameters(self.cfg, self.choices, self.overrides), final)
+            self._write()
+        return self.payload
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    def _end(self, status: str, error: str, summaries: bool = True, **fields: Any) -> None:
+        self.payload.update(status=status, error=error, wall_time_s=self._wall_time(), **fields)
+        if summaries:
+            self.payload.update(self._summaries())
+        if self._writer and not self._protected:
+            self._write()
+
+    def _summaries(self) -> dict[str, Any]:
+        """What callbacks contribute to ``metrics.json``: every ``run_summary()`` dict (history, diagnostics...)."""
+        merged: dict[str, Any] = {}
+        for callback in self._callbacks:
+            if hasattr(callback, "run_summary"):
+                merged.update(callback.run_summary())
+        return merged
+
+    def _wall_time(self) -> float:
+        return round(self._earlier_wall_time + time.perf_counter() - self._clock, 2)
+
+    def _write(self) -> None:
+        write_json(self.dir.metrics, self.payload)
+
