@@ -113,11 +113,15 @@ def test_segmentation_run_logs_metrics_per_class_iou_and_sample_images(make_cfg)
 
     grid = Image.open(io.BytesIO(images[-1].encoded_image_string))
     assert grid.size == (3 * 64, 4 * 64)  # input | ground truth | prediction, for 4 fixed samples
+    # the same grids are PNGs in the run dir, whatever the logger
+    pngs = sorted((Path(cfg.run_dir) / "figures" / "val__samples").glob("step_*.png"))
+    assert len(pngs) == 2 and (Image.open(pngs[-1]).tobytes() == grid.convert("RGB").tobytes())
 
 
-def test_csv_logger_runs_without_images(make_cfg) -> None:
+def test_csv_logger_runs_and_keeps_sample_images_as_pngs(make_cfg) -> None:
     cfg = make_cfg(["model=fcn", "logger=csv", "diagnostics=off", "upsampling=unpool", *FAST])
     assert train(cfg)["metrics"]["val/miou"] is not None
+    assert list((Path(cfg.run_dir) / "figures" / "val__samples").glob("step_*.png"))
 
 
 def test_predict_returns_per_pixel_probabilities() -> None:

@@ -24,6 +24,7 @@ from torch import nn
 from experiments.analysis.depth import CallOrder, weighted_layers
 from experiments.diagnostics.sinks import (
     histogram_sample,
+    log_image,
     log_scalars,
     network_of,
     render_figure,
@@ -174,13 +175,11 @@ class GradientFlow(Callback):
     # -- figure -------------------------------------------------------------------------------------------
 
     def _figure(self, trainer: L.Trainer, step: int) -> None:
-        writer = tensorboard_writer(trainer)
-        if writer is None or self.latest is None or step == self._figure_step:
+        if not trainer.is_global_zero or self.latest is None or step == self._figure_step:
             return
         self._figure_step = step
         shown = [self.latest] if self.initial is None or self.initial is self.latest else [self.initial, self.latest]
-        fig = gradient_flow_figure(shown)
-        writer.add_image("diagnostics/gradient_flow", render_figure(fig), step, dataformats="HWC")
+        log_image(trainer, "diagnostics/gradient_flow", render_figure(gradient_flow_figure(shown)), step)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         n = self.figure_every_n_epochs

@@ -1,4 +1,5 @@
-"""Where diagnostics go: scalars to every logger, images/histograms/text to TensorBoard only.
+"""Where diagnostics go: scalars to every logger; images to every logger that takes images and as PNGs in
+the run dir; histograms and text to TensorBoard only.
 
 Diagnostics write to the loggers directly (``logger.log_metrics(..., step)``) instead of through
 ``LightningModule.log``: they fire on their own interval, must not be throttled by
@@ -9,12 +10,15 @@ CSV logger (or none) they are skipped rather than failing the run.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 from torch import nn
+
+from experiments.run.layout import RunDir
 
 
 def network_of(pl_module: L.LightningModule) -> nn.Module:
@@ -58,3 +62,30 @@ def render_figure(figure: Any) -> np.ndarray:
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _image_loggers(trainer: L.Trainer) -> list[Any]:
+    return [logger for logger in trainer.loggers if hasattr(getattr(logger, "experiment", None), "add_image")
+            or type(logger).__name__ == "MLFlowLogger"]
+
+
+def log_image(trainer: L.Trainer, tag: str, image: np.ndarray, step: int) -> Path | None:
+    """Send an HWC uint8 RGB image to every logger that takes images (TensorBoard's IMAGES tab, MLflow
+    artifacts) and save it as ``<run dir>/figures/<tag>/step_<step>.png``; returns the PNG's path (rank zero only).
+
+    The PNG copy means a figure outlives the logger choice: ``logger=csv`` runs and the report still have it."""
+    if not trainer.is_global_zero:
+        return None
+    image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+    for logger in _image_loggers(trainer):
+        experiment = logger.experiment
+        if hasattr(experiment, "add_image"):
+            experiment.add_image(tag, image, step, dataformats="HWC")
+        else:  # MLflow: one artifact per step
+            experiment.log_image(logger.run_id, image, artifact_file=f"figures/{tag}/step_{step:06d}.png")
+    from PIL import Image
+
+    path = RunDir(trainer.default_root_dir).figure(tag, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path

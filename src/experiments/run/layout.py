@@ -9,6 +9,7 @@ A run dir is self-describing (the report, ``evaluate`` and ``resume`` need nothi
       checkpoints/best.ckpt last.ckpt     best by the monitored val metric; last epoch or interrupted batch
       evaluation-<ckpt>.json              written by python -m experiments.evaluate
       tensorboard/ csv/                   logger output
+      figures/<tag>/step_<n>.png          every image a diagnostic or task logs, whatever the logger
       train.log
 
 Standard library only, so the config-error path, validation and the sweep callback can use it without
@@ -32,6 +33,7 @@ CHECKPOINTS = "checkpoints"
 #: checkpoint names (``checkpoints/<name>.ckpt``) a user can pick by name, e.g. ``evaluate RUN ckpt=last``
 BEST, LAST = "best", "last"
 CHECKPOINT_SUFFIX = ".ckpt"
+FIGURES = "figures"
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ class RunDir:
     def evaluation(self, label: str) -> Path:
         """Where ``python -m experiments.evaluate`` saves the metrics of checkpoint ``label``."""
         return self.root / f"evaluation-{label}.json"
+
+    def figure(self, tag: str, step: int) -> Path:
+        """A diagnostics/sample image as a PNG: ``figures/<tag with / as __>/step_<step>.png``."""
+        return self.root / FIGURES / tag.replace("/", "__") / f"step_{step:06d}.png"
 
     def has_started(self) -> bool:
         """Whether an earlier invocation got as far as training here (config snapshot or a checkpoint)."""

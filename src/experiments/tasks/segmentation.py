@@ -15,6 +15,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
+from experiments.diagnostics.sinks import log_image
 from experiments.tasks.base import OptimizerFactory, SchedulerFactory, Task
 
 #: validation samples shown in TensorBoard every validation epoch
@@ -113,11 +114,11 @@ class SegmentationTask(Task):
 
     def log_samples(self, x: torch.Tensor, y: torch.Tensor, preds: torch.Tensor) -> None:
         """Input | ground truth | prediction for a few fixed validation images, where the logger takes images."""
-        experiment = getattr(self.logger, "experiment", None) if self.logger is not None else None
-        if experiment is None or not hasattr(experiment, "add_image") or self.trainer.sanity_checking:
+        if self.trainer.sanity_checking:
             return
         grid = sample_grid(x.detach().float().cpu(), y.cpu(), preds.cpu(), self.num_classes)
-        experiment.add_image("val/samples", grid, global_step=self.global_step)
+        image = (grid.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        log_image(self.trainer, "val/samples", image, self.global_step)
 
     def on_test_epoch_end(self) -> None:
         ious = self.test_iou.compute()
