@@ -7,7 +7,8 @@ arguments are parsed, so ``--help`` is instant, and torch/lightning are never im
 
 Exit status: 0 when at least one completed run was found (failed/missing runs are listed in the report),
 1 when no runs, or no completed runs, were found (a report is still written in the latter case, so the
-failures can be read), 2 for a directory that does not exist (or bad arguments).
+failures can be read), 2 for a directory that does not exist, a ``--baseline`` or ``--best-of`` that does
+not fit the sweep (one sentence, nothing written), or bad arguments.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 EXIT_OK, EXIT_NO_RUNS, EXIT_BAD_DIR = 0, 1, 2
+EXIT_BAD_ARGS = EXIT_BAD_DIR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Aggregate sweep/run directories (anything containing metrics.json written by "
             "python -m experiments.train) into report.md, report.csv and PNG plots. Runs are grouped by "
-            "their Hydra overrides minus seed and minus overrides shared by every run; cells are mean ± "
-            "sample std over seeds."
+            "their Hydra overrides minus seed and minus overrides shared by every run (an arm each); cells "
+            "are mean ± sample std over seeds, with 95 % Student-t confidence intervals over seeds and each "
+            "arm's difference from a baseline arm paired by seed."
         ),
     )
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="sweep or run directories")
@@ -35,6 +38,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, metavar="DIR", help="where to write the report (default: first DIR)"
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib import)")
+    parser.add_argument(
+        "--baseline",
+        metavar="ARM",
+        default=None,
+        help=(
+            "the arm the others are compared with, named by its override(s) as key=value[,key=value], e.g. "
+            "activation=relu or "
+            "activation=relu,model.depth=20 ('(default)' names the arm without overrides); default: the first "
+            "arm in sweep order with a completed run. Each other arm gets its difference from the baseline "
+            "paired by seed (per-seed differences on the seeds both completed, then mean ± t(0.975, n-1)·s/√n); "
+            "'*' marks an interval that excludes 0"
+        ),
+    )
+    parser.add_argument(
+        "--best-of",
+        metavar="KEY",
+        default=None,
+        help=(
+            "an override key swept as a grid, e.g. optimizer.lr: within each arm (runs equal in every other "
+            "override), pick the value of KEY with the best mean validation metric over seeds (val/miou for "
+            "segmentation, else val/acc, maximised; val/loss, minimised, when it is the only one) and report "
+            "the arm with the runs at that value only. Test metrics never take part in the choice; equal "
+            "means go to the smallest value"
+        ),
+    )
     return parser
 
 
@@ -53,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_BAD_DIR
         dirs.append(path)
 
-    from experiments.reporting import aggregate, runs
+    from experiments.reporting import aggregate, render, runs
 
     records = runs.collect_runs(dirs)
     where = ", ".join(str(d) for d in dirs)
@@ -64,7 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_NO_RUNS
 
-    summary = aggregate.summarize(records)
+    from experiments.errors import ConfigError
+
+    try:
+        summary = aggregate.summarize(records, baseline=args.baseline, best_of=args.best_of)
+    except ConfigError as exc:
+        _error(str(exc))
+        return EXIT_BAD_ARGS
     out_dir: Path = args.out if args.out is not None else dirs[0]
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -75,11 +109,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot_files = plots.write_plots(summary, out_dir)
 
     md_path, csv_path = out_dir / "report.md", out_dir / "report.csv"
-    md_path.write_text(aggregate.render_markdown(summary, dirs, plot_files), encoding="utf-8")
-    aggregate.write_csv(summary, csv_path)
+    md_path.write_text(render.render_markdown(summary, dirs, plot_files), encoding="utf-8")
+    render.write_csv(summary, csv_path)
 
-    print(aggregate.markdown_table(summary))
+    print(render.markdown_table(summary))
     print()
+    if summary.primary is not None and summary.primary in summary.metric_columns:
+        print(render.interval_table(summary, [summary.primary]))
+        print(render.LEGEND)
+        print(render.statistics_method(summary))
+        for note in render.pairing_notes(summary):
+            print(f"- {note}")
+        print()
     print(
         f"{len(summary.completed)} completed, {len(summary.failed)} failed, "
         f"{len(summary.incomplete)} missing/incomplete runs in {len(summary.groups)} groups"

@@ -88,3 +88,27 @@ def make_sweep(root: Path, seeds: tuple[int, ...] = (1, 2, 3)) -> Path:
 @pytest.fixture
 def sweep(tmp_path: Path) -> Path:
     return make_sweep(tmp_path)
+
+
+def write_sweep(
+    root: Path,
+    arms: dict[tuple[str, ...], dict[int, dict[str, float] | None]],
+    task: str = "classification",
+) -> Path:
+    """One completed run per (arm, seed) with the given final metrics; ``None`` metrics write a failed run.
+
+    ``arms`` maps an arm's overrides (without the seed) to ``{seed: metrics}``; jobs are numbered in that
+    order, so the first arm is the first of the sweep.
+    """
+    job = 0
+    for overrides, by_seed in arms.items():
+        for seed, metrics in by_seed.items():
+            listed = [*overrides, f"seed={seed}"]
+            record: dict[str, Any] = {"task": task, "overrides": listed, "seed": seed}
+            if metrics is None:
+                record.update(status="failed", error="RuntimeError: boom")
+            else:
+                record.update(status="completed", metrics=metrics)
+            write_run(root / str(job), record, listed)
+            job += 1
+    return root

@@ -9,15 +9,17 @@ from pathlib import Path
 import pytest
 
 from experiments.reporting.aggregate import (
-    DEFAULT_LABEL,
     curve_stats,
-    format_stat,
     gradient_flow_stats,
-    markdown_table,
     mean_std,
-    render_markdown,
     summarize,
     sweep_constants,
+)
+from experiments.reporting.comparison import DEFAULT_LABEL
+from experiments.reporting.render import (
+    format_stat,
+    markdown_table,
+    render_markdown,
     write_csv,
 )
 from experiments.reporting.runs import RunResult, collect_runs

@@ -11,28 +11,42 @@ from experiments.reporting.aggregate import (
     Stat,
     Summary,
     group_runs,
-    markdown_table,
     mean_std,
-    render_markdown,
     summarize,
     sweep_constants,
+)
+from experiments.reporting.comparison import Pairing, pair_by_seed
+from experiments.reporting.render import (
+    interval_table,
+    markdown_table,
+    pairing_notes,
+    render_markdown,
     write_csv,
 )
 from experiments.reporting.runs import RunResult, collect_runs, find_run_dirs, load_run
+from experiments.reporting.selection import Selection
+from experiments.reporting.stats import t_critical, t_quantile
 
 __all__ = [
     "Group",
+    "Pairing",
     "RunResult",
+    "Selection",
     "Stat",
     "Summary",
     "collect_runs",
     "find_run_dirs",
     "group_runs",
+    "interval_table",
     "load_run",
     "markdown_table",
     "mean_std",
+    "pair_by_seed",
+    "pairing_notes",
     "render_markdown",
     "summarize",
     "sweep_constants",
+    "t_critical",
+    "t_quantile",
     "write_csv",
 ]

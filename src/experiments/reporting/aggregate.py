@@ -1,4 +1,4 @@
-"""Group runs into configurations, reduce seeds to mean/std, and render the table (Markdown and CSV).
+"""Group runs into configurations and reduce seeds to statistics (rendering: :mod:`~experiments.reporting.render`).
 
 Conventions (documented once here, repeated in the report header):
 
@@ -9,6 +9,12 @@ Conventions (documented once here, repeated in the report header):
 * **Statistics.**  Mean and *sample* standard deviation (ddof=1) over the completed runs of a group.  With
   a single value the std is reported as 0 (there is no spread to estimate) and the Markdown omits "±".
   Non-numeric values are ignored; NaN (e.g. a diverged loss) is kept so that it stays visible.
+* **Intervals.**  Each mean gets a 95 % Student-t interval over seeds, mean ± t_{0.975,n−1}·s/√n
+  (:mod:`~experiments.reporting.stats`); one run has none.  Each arm is compared with a *baseline* arm
+  (``--baseline``, else the first arm in sweep order with a completed run) by the paired-by-seed
+  difference with its own t-interval (:mod:`~experiments.reporting.comparison`).
+* **Selection.**  With ``--best-of KEY`` each arm is reported at its best value of KEY by validation
+  metric (:mod:`~experiments.reporting.selection`).
 * **Order.**  Groups are sorted by the primary metric, descending (the first of ``test/acc``,
   ``test/miou``, ``val/acc``, ``val/miou`` present), because an ablation table is read best-first.
   Groups without a value for it (e.g. every seed failed) come last; ties keep sweep order.
@@ -16,19 +22,26 @@ Conventions (documented once here, repeated in the report header):
 
 from __future__ import annotations
 
-import csv
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from experiments.errors import ConfigError
+from experiments.reporting.comparison import (
+    BASELINE_OPTION,
+    Pairing,
+    find_arm,
+    format_label,
+    pair_by_seed,
+)
 from experiments.reporting.runs import COMPLETED, FAILED, RunResult, is_seed_override, parse_override
+from experiments.reporting.selection import BEST_OF_OPTION, Selection, check_key, choose, selection_metric
+from experiments.reporting.stats import Stat, mean_std
 
 METRIC_PREFIXES = ("test/", "val/", "train/")
 #: per-run numbers besides the final metrics; a column appears only when some completed run recorded it
 EXTRA_COLUMNS = ("params", "flops", "receptive_field", "wall_time_s", "vanishing_ratio")
 PRIMARY_CANDIDATES = ("test/acc", "test/miou", "val/acc", "val/miou")
-DEFAULT_LABEL = "(default)"
 #: Override keys dropped from the group key even when they vary: they only configure Hydra itself.
 IGNORED_OVERRIDE_PREFIXES = ("hydra.",)
 #: History keys that are the x-axis, not curves.
@@ -37,31 +50,7 @@ HISTORY_AXES = ("epoch", "step")
 
 # ------------------------------------------------------------------------------------------ statistics
 
-
-@dataclass(frozen=True)
-class Stat:
-    """Mean and sample std of the values available for one column of one group."""
-
-    n: int
-    mean: float | None
-    std: float | None
-
-
-def mean_std(values: Iterable[float | None]) -> Stat:
-    """Mean and sample std (ddof=1) of the non-None values; std is 0.0 for one value, None for none.
-
-    Implemented by hand rather than with numpy/statistics so NaN propagates predictably and the module
-    stays import-light.
-    """
-    xs = [float(v) for v in values if v is not None]
-    if not xs:
-        return Stat(0, None, None)
-    mean = sum(xs) / len(xs)
-    if len(xs) == 1 or all(x == xs[0] for x in xs):
-        # Exactly 0 for identical values (e.g. params) instead of floating-point noise like 3e-17.
-        return Stat(len(xs), mean if len(xs) == 1 else xs[0], 0.0)
-    var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
-    return Stat(len(xs), mean, math.sqrt(var))
+# Stat and mean_std live in experiments.reporting.stats (with the Student t quantile); re-exported here.
 
 
 def run_value(run: RunResult, column: str) -> float | None:
@@ -92,22 +81,21 @@ def _override_sort_key(override: str) -> tuple[str, str]:
     return parse_override(override)
 
 
-def group_key(run: RunResult, constants: Iterable[str]) -> tuple[str, ...]:
-    """Sorted overrides that distinguish this run's configuration from the rest of the sweep."""
-    constant = set(constants)
+def group_key(run: RunResult, constants: Iterable[str], ignore: Iterable[str] = ()) -> tuple[str, ...]:
+    """Sorted overrides that distinguish this run's configuration from the rest of the sweep.
+
+    ``ignore`` names override keys left out as well (``--best-of`` groups runs without its key).
+    """
+    constant, ignored = set(constants), set(ignore)
     kept = {
         o
         for o in run.overrides
         if o not in constant
         and not is_seed_override(o)
         and not parse_override(o)[0].startswith(IGNORED_OVERRIDE_PREFIXES)
+        and parse_override(o)[0] not in ignored
     }
     return tuple(sorted(kept, key=_override_sort_key))
-
-
-def format_label(key: Sequence[str]) -> str:
-    """Human label ``a=1, b=2`` (keys sorted); the empty key is the sweep's default configuration."""
-    return ", ".join(key) if key else DEFAULT_LABEL
 
 
 @dataclass
@@ -117,6 +105,10 @@ class Group:
     key: tuple[str, ...]
     runs: list[RunResult] = field(default_factory=list)
     stats: dict[str, Stat] = field(default_factory=dict)
+    #: the ``--best-of`` value this arm is reported at (None without --best-of, or when nothing was eligible)
+    selected: str | None = None
+    #: this arm against the baseline, paired by seed (None for the baseline itself, or without one)
+    pairing: Pairing | None = None
 
     @property
     def label(self) -> str:
@@ -143,12 +135,15 @@ class Group:
         return sorted(run.seed for run in self.completed if run.seed is not None)
 
 
-def group_runs(runs: Sequence[RunResult], constants: Iterable[str] | None = None) -> list[Group]:
+def group_runs(
+    runs: Sequence[RunResult], constants: Iterable[str] | None = None, ignore: Iterable[str] = ()
+) -> list[Group]:
     """Bucket runs by :func:`group_key`, in order of first appearance (sweep order)."""
     constants = sweep_constants(runs) if constants is None else list(constants)
+    ignore = list(ignore)
     groups: dict[tuple[str, ...], Group] = {}
     for run in runs:
-        key = group_key(run, constants)
+        key = group_key(run, constants, ignore)
         groups.setdefault(key, Group(key)).runs.append(run)
     return list(groups.values())
 
@@ -181,6 +176,12 @@ class Summary:
     constants: list[str]
     columns: list[str]
     primary: str | None
+    #: the arm every other arm is compared with (None: no arm has a completed run)
+    baseline: Group | None = None
+    #: True when the baseline was named with --baseline, False when it is the first arm by default
+    baseline_chosen: bool = False
+    #: what --best-of decided (None without it)
+    selection: Selection | None = None
 
     @property
     def completed(self) -> list[RunResult]:
@@ -199,16 +200,66 @@ class Summary:
         """Headline metrics that get a bar chart: every primary candidate present."""
         return [m for m in PRIMARY_CANDIDATES if m in self.columns]
 
+    @property
+    def metric_columns(self) -> list[str]:
+        """The final-metric columns (the per-run extras such as params left out)."""
+        return [c for c in self.columns if c not in EXTRA_COLUMNS]
 
-def summarize(runs: Sequence[RunResult]) -> Summary:
-    """Group, compute per-column statistics and sort best-first by the primary metric."""
+
+def select_best(runs: Sequence[RunResult], constants: Sequence[str], key: str) -> tuple[list[Group], Selection]:
+    """One group per arm (runs equal but for ``key`` and the seed) holding only the runs at its selected value."""
+    check_key(runs, key)
+    found = selection_metric(runs)
+    if found is None:
+        raise ConfigError(
+            BEST_OF_OPTION,
+            key,
+            "no completed run recorded a validation metric (val/acc, val/miou or val/loss) to select by",
+            "keep validation enabled in the runs to compare",
+        )
+    metric, maximize = found
+    arms = group_runs(runs, constants, ignore=[key])
+    decisions = []
+    for arm in arms:
+        choice = choose(arm.runs, key, metric, maximize)
+        decisions.append((arm.key, choice))
+        if choice.chosen is not None:
+            arm.runs, arm.selected = list(choice.chosen.runs), choice.chosen.value
+        else:  # nothing to select: keep only the failures so the row still says why it is empty
+            arm.runs = [run for run in arm.runs if run.status != COMPLETED]
+    return arms, Selection(key=key, metric=metric, maximize=maximize, arms=decisions)
+
+
+def resolve_baseline(groups: Sequence[Group], constants: Sequence[str], spec: str | None) -> Group | None:
+    """The arm named by ``spec`` (``--baseline``), else the first group in sweep order with a completed run."""
+    if spec is None:
+        return next((group for group in groups if group.n), None)
+    return groups[find_arm(spec, [group.key for group in groups], constants, BASELINE_OPTION)]
+
+
+def summarize(runs: Sequence[RunResult], baseline: str | None = None, best_of: str | None = None) -> Summary:
+    """Group, compute statistics and paired differences from the baseline, sort best-first by the primary metric.
+
+    ``baseline`` names the baseline arm as on the command line (``activation=relu,model.depth=20``);
+    ``best_of`` is an override key (``optimizer.lr``) to select per arm by validation metric.  Both raise a
+    one-sentence :class:`~experiments.errors.ConfigError` for a name that does not fit the sweep.
+    """
     runs = list(runs)
     constants = sweep_constants(runs)
-    groups = group_runs(runs, constants)
+    selection = None
+    if best_of is not None:
+        groups, selection = select_best(runs, constants, best_of)
+    else:
+        groups = group_runs(runs, constants)
     columns = metric_columns(runs)
     for group in groups:
         done = group.completed
         group.stats = {col: mean_std(run_value(run, col) for run in done) for col in columns}
+    base = resolve_baseline(groups, constants, baseline)
+    if base is not None and base.n:
+        for group in groups:
+            if group is not base:
+                group.pairing = pair_by_seed(group.completed, base.completed, columns, run_value)
     primary = primary_metric(columns)
     if primary:
 
@@ -220,7 +271,16 @@ def summarize(runs: Sequence[RunResult]) -> Summary:
             return (0, -mean, index)
 
         groups = [g for _, g in sorted(enumerate(groups), key=sort_key)]
-    return Summary(runs=runs, groups=groups, constants=constants, columns=columns, primary=primary)
+    return Summary(
+        runs=runs,
+        groups=groups,
+        constants=constants,
+        columns=columns,
+        primary=primary,
+        baseline=base,
+        baseline_chosen=baseline is not None,
+        selection=selection,
+    )
 
 
 # -------------------------------------------------------------------------------- curves and gradients
@@ -286,9 +346,7 @@ def gradient_flow_stats(runs: Sequence[RunResult]) -> FlowStats | None:
     names = next((flow.layers for flow in flows if len(flow.layers) == length), [])
     depth, means, stds, layers = [], [], [], []
     for i in range(length):
-        values = [
-            v for flow in flows if i < len(flow.grad_norm) and (v := flow.grad_norm[i]) is not None and v > 0
-        ]
+        values = [v for flow in flows if i < len(flow.grad_norm) and (v := flow.grad_norm[i]) is not None and v > 0]
         stat = mean_std(v for v in values if math.isfinite(v))
         if stat.mean is None:
             continue
@@ -299,141 +357,3 @@ def gradient_flow_stats(runs: Sequence[RunResult]) -> FlowStats | None:
     if not depth:
         return None
     return FlowStats(layers=layers, depth=depth, mean=means, std=stds)
-
-
-# ------------------------------------------------------------------------------------------- rendering
-
-
-def _fixed_point_ok(value: float) -> bool:
-    return value == 0 or 1e-3 <= abs(value) < 1e5
-
-
-def _fmt_metric(value: float, fixed: bool | None = None) -> str:
-    """4 decimals for the usual accuracy/loss range, scientific outside it (or when ``fixed`` is False)."""
-    if not math.isfinite(value):
-        return str(value)
-    if fixed if fixed is not None else _fixed_point_ok(value):
-        return f"{value:.4f}"
-    return f"{value:.3e}"
-
-
-_FORMATTERS: dict[str, Callable[[float], str]] = {
-    "params": lambda v: f"{v:,.0f}" if math.isfinite(v) else str(v),
-    "flops": lambda v: f"{v:,.0f}" if math.isfinite(v) else str(v),
-    "receptive_field": lambda v: f"{v:.0f}" if math.isfinite(v) else str(v),
-    "wall_time_s": lambda v: f"{v:.1f}" if math.isfinite(v) else str(v),
-    "vanishing_ratio": lambda v: f"{v:.2e}" if math.isfinite(v) else str(v),
-}
-
-
-def format_stat(column: str, stat: Stat) -> str:
-    """``mean ± std`` when there is more than one value, the bare mean for one, ``—`` for none."""
-    if stat.mean is None:
-        return "—"
-    special = _FORMATTERS.get(column)
-    # Metric std is printed in the mean's notation, so a tiny spread reads 0.0000, not 3.4e-17.
-    fixed = _fixed_point_ok(stat.mean) if math.isfinite(stat.mean) else None
-
-    def fmt(value: float) -> str:
-        return special(value) if special is not None else _fmt_metric(value, fixed)
-
-    if stat.n > 1 and stat.std is not None:
-        return f"{fmt(stat.mean)} ± {fmt(stat.std)}"
-    return fmt(stat.mean)
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(summary: Summary) -> str:
-    """The results table in GitHub Markdown, one row per group."""
-    show_bad = any(g.n_failed or g.n_missing for g in summary.groups)
-    header = ["group", "n", *summary.columns]
-    if show_bad:
-        header += ["failed", "missing"]
-    lines = [
-        "| " + " | ".join(_md_cell(h) for h in header) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
-    ]
-    for group in summary.groups:
-        cells = [_md_cell(group.label), str(group.n)]
-        cells += [format_stat(col, group.stats[col]) for col in summary.columns]
-        if show_bad:
-            cells += [str(group.n_failed), str(group.n_missing)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _run_line(run: RunResult, constants: Sequence[str]) -> str:
-    """Bullet naming the run dir, its configuration (constants left out) and why it has no result."""
-    if run.overrides_known:
-        parts = list(group_key(run, constants))
-        if run.seed is not None:
-            parts.append(f"seed={run.seed}")
-        config = ", ".join(parts) or DEFAULT_LABEL
-    else:
-        config = "overrides unknown"
-    return f"- `{run.path}` ({config}): {run.error or 'no details'}"
-
-
-def render_markdown(summary: Summary, dirs: Sequence[Path], plots: Sequence[Path] = ()) -> str:
-    """The full ``report.md``: header, table, plots, failed and missing runs."""
-    tasks = sorted({run.task for run in summary.runs if run.task})
-    lines = [
-        "# Sweep report",
-        "",
-        "Directories: " + ", ".join(f"`{d}`" for d in dirs),
-        "",
-        f"Runs: {len(summary.completed)} completed, {len(summary.failed)} failed, "
-        f"{len(summary.incomplete)} missing/incomplete ({len(summary.runs)} total, "
-        f"{len(summary.groups)} groups).",
-    ]
-    if tasks:
-        lines += ["", "Task: " + ", ".join(tasks)]
-    lines += [
-        "",
-        "Sweep constants (identical in every run, omitted from group labels): "
-        + (", ".join(f"`{c}`" for c in summary.constants) if summary.constants else "none"),
-        "",
-        "Groups are keyed by the remaining overrides with `seed` excluded. Cells are mean ± sample std "
-        "(ddof=1) over the completed runs of a group; with a single run the std is 0 and `±` is omitted. "
-        + (
-            f"Sorted by `{summary.primary}`, descending."
-            if summary.primary
-            else "No primary metric found; groups are in sweep order."
-        ),
-        "",
-        "## Results",
-        "",
-        markdown_table(summary),
-    ]
-    if plots:
-        lines += ["", "## Plots", ""]
-        lines += [f"![{p.stem}]({p.name})" for p in plots]
-    lines += ["", "## Failed runs", ""]
-    lines += [_run_line(r, summary.constants) for r in summary.failed] or ["None."]
-    lines += ["", "## Missing", ""]
-    lines += [_run_line(r, summary.constants) for r in summary.incomplete] or ["None."]
-    return "\n".join(lines) + "\n"
-
-
-def csv_header(summary: Summary) -> list[str]:
-    header = ["group", "n"]
-    for col in summary.columns:
-        header += [f"{col}_mean", f"{col}_std"]
-    return header + ["n_failed", "n_missing", "seeds"]
-
-
-def write_csv(summary: Summary, path: Path) -> None:
-    """One row per group; full float precision, empty cells where a group has no value."""
-    with Path(path).open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(csv_header(summary))
-        for group in summary.groups:
-            row: list[object] = [group.label, group.n]
-            for col in summary.columns:
-                stat = group.stats[col]
-                row += ["" if stat.mean is None else stat.mean, "" if stat.std is None else stat.std]
-            row += [group.n_failed, group.n_missing, ";".join(str(s) for s in group.seeds)]
-            writer.writerow(row)

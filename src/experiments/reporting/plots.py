@@ -28,6 +28,8 @@ from experiments.reporting.aggregate import (  # noqa: E402
 
 #: Above this many groups the legend moves outside the axes so it does not hide the data.
 _LEGEND_INSIDE_MAX = 8
+#: Longer bar labels are tilted so that neighbours do not overlap.
+_STRAIGHT_LABEL_MAX = 24
 #: Layer names are used as x tick labels only for shallow, uniformly-shaped nets (readability).
 _MAX_NAMED_LAYERS = 30
 
@@ -55,8 +57,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _label(group: Group) -> str:
-    return f"{group.label} (n={group.n})"
+def _label(group: Group, summary: Summary) -> str:
+    """Legend/tick label: the arm, its --best-of value when one was selected, and its seed count."""
+    parts = []
+    if summary.selection is not None and group.selected is not None:
+        parts.append(f"{summary.selection.key}={group.selected}")
+    parts.append(f"n={group.n}")
+    return f"{group.label} ({', '.join(parts)})"
 
 
 def plot_curves(summary: Summary, out_dir: Path) -> list[Path]:
@@ -78,7 +85,7 @@ def plot_curves(summary: Summary, out_dir: Path) -> list[Path]:
                 curve.mean,
                 color=color,
                 marker="." if len(curve.x) < 30 else None,
-                label=_label(group),
+                label=_label(group, summary),
             )
             ax.fill_between(curve.x, lower, upper, color=color, alpha=0.2, linewidth=0)
             drawn += 1
@@ -96,31 +103,27 @@ def plot_curves(summary: Summary, out_dir: Path) -> list[Path]:
 
 
 def plot_bars(summary: Summary, out_dir: Path) -> list[Path]:
-    """Bar per group for each headline metric, error bars = sample std over seeds (0 for one seed)."""
+    """Bar per group for each headline metric, error bars = 95 % Student-t interval over seeds (none for one)."""
     written: list[Path] = []
     for metric in summary.bar_metrics:
         rows = [(g, g.stats[metric]) for g in summary.groups if g.stats[metric].mean is not None]
         if not rows:
             continue
-        labels = [_label(g) for g, _ in rows]
+        labels = [_label(g, summary) for g, _ in rows]
         fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(rows) + 2), 4.5))
         positions = list(range(len(rows)))
         ax.bar(
             positions,
             [s.mean for _, s in rows],
-            yerr=[s.std or 0.0 for _, s in rows],
+            yerr=[s.half_width or 0.0 for _, s in rows],
             capsize=4,
             color=_colors(len(rows)),
         )
         ax.set_xticks(positions)
-        ax.set_xticklabels(
-            labels,
-            rotation=30 if len(rows) > 2 else 0,
-            ha="right" if len(rows) > 2 else "center",
-            fontsize="small",
-        )
-        ax.set_ylabel(metric)
-        ax.set_title(f"final {metric} (mean ± std over seeds)")
+        tilt = len(rows) > 2 or max(len(label) for label in labels) > _STRAIGHT_LABEL_MAX
+        ax.set_xticklabels(labels, rotation=30 if tilt else 0, ha="right" if tilt else "center", fontsize="small")
+        ax.set_ylabel(f"{metric} (mean, error bar: 95 % CI)")
+        ax.set_title(f"final {metric}: mean over seeds, error bars 95 % Student-t CI")
         ax.grid(axis="y", alpha=0.3)
         written.append(_save(fig, out_dir / metric_filename("bars", metric)))
     return written
@@ -137,7 +140,7 @@ def plot_gradient_flow(summary: Summary, out_dir: Path) -> list[Path]:
         # On a log axis mean - std can go non-positive; clip the band to a sliver below the mean.
         lower = [max(m - s, m * 1e-3) for m, s in zip(stats.mean, stats.std, strict=True)]
         upper = [m + s for m, s in zip(stats.mean, stats.std, strict=True)]
-        ax.plot(stats.depth, stats.mean, color=color, marker=".", label=_label(group))
+        ax.plot(stats.depth, stats.mean, color=color, marker=".", label=_label(group, summary))
         ax.fill_between(stats.depth, lower, upper, color=color, alpha=0.2, linewidth=0)
     ax.set_yscale("log")
     layer_lists = {tuple(stats.layers) for _, stats in profiles}
