@@ -193,3 +193,26 @@ def test_ckpt_path_starts_a_branch_with_the_current_config(tmp_path: Path) -> No
     plan = resume.plan(cfg, [f"ckpt_path={tmp_path / 'x.ckpt'}", "seed=3"], {"model": "cnn"})
     assert plan.checkpoint == tmp_path / "x.ckpt" and plan.cfg is cfg and plan.overrides == ["seed=3"]
     assert recordable(["resume=true", "+ckpt_path=a", "seed=1"]) == ["seed=1"]
+
+
+def test_a_resumed_checkpoint_is_read_and_verified_once(make_cfg, tmp_path: Path, monkeypatch) -> None:
+    """The resume walk goes one way: the plan loads and checks the checkpoint, and Lightning's load gets that copy."""
+    from experiments.run import checkpoints
+
+    first = make_cfg(["diagnostics=off", "logger=csv", "scheduler=none"], run_dir=tmp_path / "first")
+    assert train(first)["status"] == "completed"
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    reads: list[Path] = []
+    real = checkpoints.load_checkpoint
+
+    def counting(path, *args, **kwargs):
+        reads.append(Path(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "load_checkpoint", counting)
+    branch = make_cfg(["diagnostics=off", "logger=csv", "scheduler=none", "trainer.max_epochs=2", f"ckpt_path={last}"],
+                      run_dir=tmp_path / "branch")
+    record = train(branch)
+    assert record["status"] == "completed" and record["resumed_from"] == str(last)
+    assert reads.count(last) == 1, reads  # verified once, then handed to fit
+    assert record["epochs"] == 2  # fit really continued from the verified state (epoch 1 -> 2)
