@@ -13,7 +13,7 @@ from tests.conftest import run_cli
 
 GROUPS = [
     "activation", "pooling", "norm", "init", "loss", "optimizer", "scheduler", "trainer", "logger", "model", "data",
-    "diagnostics",
+    "diagnostics", "augment",
 ]
 
 
@@ -36,6 +36,14 @@ def test_every_option_composes_and_validates(group: str, tmp_path) -> None:
             overrides.append(f"data.root={tmp_path}")
         if group == "data" and option.endswith("_seg"):
             overrides.append("model=fcn")  # segmentation data needs a segmentation model
+        if group == "loss" and option.startswith("pixel_"):
+            overrides.append("model=autoencoder")  # a reconstruction loss needs a model that reconstructs
+        if group == "data" and option in ("mask_folder", "voc"):  # validation reads a sample of the files
+            from tests.data.mask_trees import write_mask_folder, write_voc
+
+            voc = option == "voc"
+            root = write_voc(tmp_path / "voc", 2, 1) if voc else write_mask_folder(tmp_path / "seg", 2)
+            overrides += ["model=fcn", f"data.root={root}", *([] if voc else ["data.num_classes=3"])]
         cfg = compose(overrides)
         validate(cfg)
 
@@ -51,7 +59,7 @@ BAD_INPUTS = [
     (["data.batch_size=0"], "data.batch_size=0", "integer >= 1"),
     (["optimizer=momentum", "optimizer.momentum=1.2"], "optimizer.momentum=1.2", "[0, 1)"),
     (["activation=leaky_relu", "activation.negative_slope=-1"], "activation.negative_slope=-1", "slope"),
-    (["trainer.max_epochs=0"], "trainer.max_epochs=0", "integer >= 1"),
+    (["trainer.max_epochs=-1"], "trainer.max_epochs=-1", "integer >= 0"),  # 0: test (and probe) the start
     (["data.channels=2"], "data.channels=2", "grayscale or RGB"),
     (["model=fcn", "data=shapes"], "data.task=classification", "per-pixel masks"),
     (["model=cnn", "data=shapes_seg"], "data.task=segmentation", "not a labelled map"),

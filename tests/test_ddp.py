@@ -45,7 +45,7 @@ def test_ddp_cpu_trains_end_to_end_and_reduces_metrics(tmp_path: Path) -> None:
     assert record["status"] == "completed" and record["world_size"] == 2
     assert len(record["history"]["epoch"]) == 2 and record["metrics"]["train/loss"] is not None
     assert (run / "train_ddp_process_1.log").is_file()  # the second process ran (Hydra's log of it)
-    writers = {p.name.split(".")[-2] for p in (run / "tensorboard").glob("events.out.tfevents.*")}
+    writers = {p.name.split(".")[-2] for p in (run / "tensorboard").rglob("events.out.tfevents.*")}
     assert len(writers) == 1  # every event file comes from one process id: rank 0's
 
     # each rank tested half of the 64 test images; the reduced numbers equal one process testing all of them

@@ -25,6 +25,9 @@ GRIDS = {
     "pooling": {"pooling": {"max", "avg", "stride"}},
     "dilation": {"model": {"fcn", "dilated"}},
     "mse_vs_ce": {"loss": {"mse", "cross_entropy"}},
+    "augmentation": {"augment": {"none", "flip", "crop_flip"}},
+    "unsupervised_vs_supervised": {"pretrain": {"none", "autoencoder"}, "trainer.max_epochs": {"0", "6"}},
+    "activation_zoo": {"activation": {"relu", "gelu", "sigmoid"}, "model.arch": {"resnet18", "mobilenet_v3_small"}},
 }
 OPTUNA = "optuna_lr_wd_width"
 #: CPU budget of a default grid point: "finishes on a 2-core CPU in minutes" (measured times: README)

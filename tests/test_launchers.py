@@ -39,6 +39,8 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path) -> None
     assert "Joblib.Parallel" in result.stdout + result.stderr  # the plugin, not the basic launcher, ran them
     assert "2 of 2 jobs completed" in result.stdout
     assert_two_jobs_completed(sweep)
+    # each job read n_jobs from its own Hydra config: its threads and GPU share are for 2 jobs at once
+    assert {r["speed"]["packed_jobs"] for r in job_records(sweep).values()} == {2}
 
 
 @needs_plugin("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher")

@@ -40,6 +40,7 @@ DISTRIBUTION = {
     "numpy": "numpy",
     "optuna": "optuna",
     "mlflow": "mlflow",
+    "rich": "rich",
     "timm": "timm",
 }
 

@@ -20,6 +20,7 @@ from experiments.config import compose
 from experiments.errors import ConfigError, RunInterrupted
 from experiments.run import resume
 from experiments.run.checkpoints import load_checkpoint
+from experiments.run.layout import RunDir
 from experiments.run.record import recordable
 from experiments.train import train
 from tests.conftest import REPO, TINY, run_cli
@@ -57,20 +58,21 @@ def _assert_stopped_mid_epoch(run: Path, signal_name: str) -> dict:
     return record
 
 
-def _assert_resume_matches_reference(make_cfg, run: Path, reference_dir: Path, record: dict) -> None:
+def _assert_resume_matches_reference(make_cfg, run: Path, reference_dir: Path, record: dict,
+                                     overrides: tuple[str, ...] = tuple(RUN)) -> None:
     # continue as the CLI would with resume=true: the run's own config.yaml, nothing repeated
     resumed = train(make_cfg(["resume=true"], run_dir=run))
-    reference = train(make_cfg(RUN, run_dir=reference_dir))
+    reference = train(make_cfg(list(overrides), run_dir=reference_dir))
     assert resumed["status"] == "completed" and resumed["resumes"] == 1
     assert resumed["overrides"] == record["overrides"] and "resume=true" not in resumed["overrides"]
     assert resumed["metrics"] == reference["metrics"]  # bit-identical, every train/val/test number
     assert resumed["history"] == reference["history"] and len(resumed["history"]["epoch"]) == EPOCHS
 
     # the resumed run appended to the same TensorBoard run: one unbroken step sequence
-    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    events = EventAccumulator(str(RunDir(run).tensorboard_events()), size_guidance={"scalars": 0}).Reload()
     steps = [e.step for e in events.Scalars("train/loss_step")]
-    assert steps == sorted(set(steps)) and len(list((run / "tensorboard").glob("events.out.tfevents.*"))) >= 2
-    expected = EventAccumulator(str(reference_dir / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    assert steps == sorted(set(steps)) and len(list((run / "tensorboard").rglob("events.out.tfevents.*"))) >= 2
+    expected = EventAccumulator(str(RunDir(reference_dir).tensorboard_events()), size_guidance={"scalars": 0}).Reload()
     assert [(e.step, e.value) for e in events.Scalars("val/acc")] == [
         (e.step, e.value) for e in expected.Scalars("val/acc")]
 
@@ -81,14 +83,17 @@ def _assert_resume_matches_reference(make_cfg, run: Path, reference_dir: Path, r
 
 
 def test_sigint_mid_epoch_then_resume_ends_like_an_uninterrupted_run(make_cfg, tmp_path: Path) -> None:
-    run = tmp_path / "run"
+    """With augment=crop_flip: the random crops and flips of every batch after the restart are the uninterrupted
+    run's, since they are drawn from (seed, epoch, batch) alone (data/augment.py)."""
+    run, augmented = tmp_path / "run", (*RUN, "augment=crop_flip")
     stop = ["+callbacks.stop._target_=tests.probes.SelfSignal", "+callbacks.stop.at_step=3",
             f"+callbacks.stop.signum={int(signal.SIGINT)}"]  # a real SIGINT to this process during step 3
     with pytest.raises(RunInterrupted) as err:
-        train(make_cfg([*RUN, *stop], run_dir=run))
+        train(make_cfg([*augmented, *stop], run_dir=run))
     assert err.value.exit_code == 130
     record = _assert_stopped_mid_epoch(run, "SIGINT")
-    _assert_resume_matches_reference(make_cfg, run, tmp_path / "reference", record)
+    assert record["choices"]["augment"] == "crop_flip"
+    _assert_resume_matches_reference(make_cfg, run, tmp_path / "reference", record, augmented)
 
 
 def test_cli_sigint_smoke_exits_130_and_its_printed_resume_command_finishes_the_run(tmp_path: Path) -> None:

@@ -105,7 +105,9 @@ def test_segmentation_run_logs_metrics_per_class_iou_and_sample_images(make_cfg)
     per_class = [metrics[f"test/iou_{k}"] for k in ("background", *cfg.data.kinds)]
     assert metrics["test/miou"] == pytest.approx(sum(per_class) / len(per_class), abs=1e-5)  # macro mean
 
-    events = EventAccumulator(str(Path(cfg.run_dir) / "tensorboard"), size_guidance={"images": 0})
+    from experiments.run.layout import RunDir
+
+    events = EventAccumulator(str(RunDir(cfg.run_dir).tensorboard_events()), size_guidance={"images": 0})
     events.Reload()
     images = events.Images("val/samples")
     assert len(images) == 2  # one grid per validation epoch

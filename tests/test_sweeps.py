@@ -39,7 +39,7 @@ def test_grid_sweep_writes_one_completed_run_dir_per_job(grid_sweep: Path) -> No
         assert record["status"] == "completed" and record["error"] is None
         assert record["metrics"]["test/acc"] is not None
         assert len(record["history"]["epoch"]) == 2
-        assert list((grid_sweep / str(num) / "tensorboard").glob("events.out.tfevents.*"))
+        assert list((grid_sweep / str(num) / "tensorboard").rglob("events.out.tfevents.*"))
     assert (grid_sweep / "multirun.yaml").is_file()
 
 

@@ -45,9 +45,27 @@ def _length(seq: Sequence, offset: int | str = 0) -> int:
     return len(seq) + int(offset)
 
 
+def project_root() -> str:
+    """``${project_root:}``, the default of ``paths.root_dir``: the source checkout holding ``conf/`` and
+    ``pyproject.toml``, so that ``data/`` and ``outputs/`` do not move with the directory a command starts in; for an
+    installed package (its ``conf/`` inside site-packages) the current directory, as there is no checkout to use."""
+    checkout = conf_dir().parent
+    return str(checkout if (checkout / "pyproject.toml").is_file() else Path.cwd())
+
+
+def tensorboard_run(*, _root_: DictConfig) -> str:
+    """``${tensorboard_run:}``: the run's name in TensorBoard, what sets it apart (``experiments.run.naming``)."""
+    from experiments.run.record import tensorboard_run_name
+
+    return tensorboard_run_name(_root_)
+
+
 def register_resolvers() -> None:
-    """``${len:${.kinds}}`` and ``${len:${.kinds},1}`` (one extra class for the background)."""
+    """``${len:${.kinds}}`` and ``${len:${.kinds},1}`` (one extra class for the background); ``${project_root:}``;
+    ``${tensorboard_run:}``."""
     OmegaConf.register_new_resolver("len", _length, replace=True)
+    OmegaConf.register_new_resolver("project_root", project_root, replace=True)
+    OmegaConf.register_new_resolver("tensorboard_run", tensorboard_run, replace=True)
 
 
 register_resolvers()

@@ -45,6 +45,32 @@ class CheckpointError(ConfigError):
         super().__init__(key, path, problem, fix)
 
 
+class DataFileError(ConfigError):
+    """A data file that cannot be used, as one sentence: ``<file> is invalid: <why>; <fix>.``
+
+    A ``ConfigError`` (exit 2, no traceback) raised before training when a sampled check finds it, else at the
+    batch that reads the file. ``message``: torch's ``DataLoader`` re-raises a worker's exception as
+    ``cls(message=<the worker's traceback>)`` when the class has that attribute, and the sentence is the
+    traceback's last line; keeping only it makes a worker's error read exactly like the main process's."""
+
+    message = "a data file cannot be used"
+
+    def __init__(self, path: str | Path = "", problem: str = "", fix: str = "", *, message: str | None = None) -> None:
+        if message is not None:  # re-raised from a DataLoader worker: "<module>.DataFileError: <sentence>"
+            text = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+            path = text.split(" is invalid: ", 1)[0]
+        else:
+            text = f"{path} is invalid: {problem}; {fix}."
+        self.path, self.key, self.value = Path(path), "data.root", str(path)
+        self.checkpoint: Path | None = None
+        ValueError.__init__(self, text)
+
+    def saved(self, checkpoint: str | Path) -> None:
+        """The batches before this file were checkpointed: say how to continue once the file is fixed."""
+        self.checkpoint = Path(checkpoint)
+        self.args = (f"{self.args[0].removesuffix('.')}, then continue from {self.checkpoint} with resume=true.",)
+
+
 class TrainingDiverged(RuntimeError):
     """Training stopped on a non-finite or exploding loss/gradient; the message is the whole story."""
 

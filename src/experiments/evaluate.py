@@ -1,4 +1,4 @@
-"""``python -m experiments.evaluate RUN_DIR [ckpt=best|last|PATH] [--predict FOLDER] [--out DIR]``
+"""``python -m experiments.evaluate RUN_DIR [ckpt=best|last|PATH] [data=OPTION] [data.KEY=VALUE] [--predict DIR]``
 
 Re-test a finished (or interrupted) run, or apply it to new images, from nothing but its run dir:
 
@@ -6,6 +6,14 @@ Re-test a finished (or interrupted) run, or apply it to new images, from nothing
   the config of its first start; else Hydra's ``.hydra/config.yaml``), load the checkpoint weights-only
   (``checkpoints.py``: a corrupt, truncated or foreign file is one sentence, exit 2), run the test split,
   print the metrics and save them to ``<run dir>/evaluation-<ckpt>.json``;
+* evaluate on other data (``data=OPTION`` and/or ``data.KEY=VALUE``): the run's data is replaced by that option
+  of the ``data`` group (composed as ``train`` would) or by the run's own data with those keys changed, e.g.
+  ``data.test_noise=0.2`` or ``data.test_shift=4``, checked to fit the network (task, classes, channels, image
+  size: one sentence otherwise), and the metrics go to ``evaluation-<ckpt>-on-<data>.json``;
+* probe (``--probe``): freeze the checkpoint's encoder, fit a linear classifier on its global-average-pooled
+  features of the training split with the training labels, and report its accuracy on the test split
+  (``run/probe.py``); saved to ``<run dir>/probe.json``, and, for the run's own best checkpoint of a completed run,
+  added to its ``metrics.json`` as ``test/probe_acc`` (and ``train/probe_acc``) for the report;
 * predict (``--predict FOLDER``): every PNG/JPEG/BMP in FOLDER is resized to the run's image size and
   standardised with the training split's mean/std (saved in ``metrics.json`` at training time), then
   ``predictions.csv`` gets one row of class probabilities per image (classification), or each image
@@ -19,6 +27,9 @@ Only argparse/OmegaConf are imported before the arguments are parsed, so ``--hel
 from __future__ import annotations
 
 import argparse
+import copy
+import hashlib
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -26,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from experiments.config import register_resolvers
+from experiments.config import hydra_error_line, register_resolvers
 from experiments.errors import ConfigError
 from experiments.run.layout import BEST, LAST, RunDir, write_json
 
@@ -41,22 +53,29 @@ def build_parser() -> argparse.ArgumentParser:
                     "and saved to <run dir>/evaluation-<ckpt>.json), or predict a folder of images with it.",
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run dir, e.g. outputs/runs/<date>/<time>")
-    parser.add_argument("options", nargs="*", metavar="ckpt=best|last|PATH",
-                        help="which checkpoint: the run's best (default) or last, or a .ckpt file")
+    parser.add_argument("options", nargs="*", metavar="ckpt=best|last|PATH | data=OPTION | data.KEY=VALUE",
+                        help="which checkpoint: the run's best (default) or last, or a .ckpt file; data=<option> "
+                             "and/or data.<key>=<value> to test on other data (e.g. data.test_noise=0.2)")
     parser.add_argument("--predict", type=Path, metavar="FOLDER", help="predict every image in FOLDER instead")
+    parser.add_argument("--probe", action="store_true", help="fit a linear probe on the frozen encoder's pooled "
+                        "features (training split) and report its test accuracy instead (probe.json)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="where predictions go (default <run dir>/predictions)")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass when predicting")
     return parser
 
 
-def parse_options(options: Sequence[str]) -> dict[str, str]:
-    parsed = {"ckpt": "best"}
+def parse_options(options: Sequence[str]) -> dict[str, Any]:
+    """``{"ckpt": "best"|"last"|PATH, "data": [data overrides in the order given]}``."""
+    parsed: dict[str, Any] = {"ckpt": "best", "data": []}
     for option in options:
         key, sep, value = option.partition("=")
-        if not sep or key not in parsed or not value:
-            raise ConfigError(key or option, value, "the only option is ckpt=best|last|PATH",
-                              "use e.g. ckpt=last or ckpt=outputs/runs/<date>/<time>/checkpoints/best.ckpt")
+        if sep and value and (key == "data" or key.startswith("data.")):
+            parsed["data"].append(option)
+            continue
+        if not sep or key != "ckpt" or not value:
+            raise ConfigError(key or option, value, "the options are ckpt=best|last|PATH, data=<option> and "
+                              "data.<key>=<value>", "use e.g. ckpt=last or data.test_noise=0.2")
         parsed[key] = value
     return parsed
 
@@ -97,17 +116,54 @@ def _trainer(cfg: DictConfig, accelerator: str) -> Any:
                      enable_progress_bar=False, enable_model_summary=False)
 
 
+def with_data(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, str]:
+    """(the run's config with other data, a label for it): ``data=<option>`` composes that option of the ``data``
+    group with the ``data.<key>=<value>`` overrides (as ``train`` would); without it the overrides change the run's
+    own data. Refused in one sentence (:func:`~experiments.validation.check_evaluation_data`) when the network
+    cannot take it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from experiments.config import compose
+    from experiments.validation import check_evaluation_data
+
+    option = [o for o in overrides if o.partition("=")[0] == "data"]
+    keys = [o for o in overrides if o not in option]
+    evaluated = copy.deepcopy(cfg)
+    if option:  # a fresh data option: its own defaults, then the overrides, resolved where they were composed
+        evaluated.data = OmegaConf.to_container(compose([option[-1], *keys]).data, resolve=True)
+    else:  # the run's own data, changed in place (so that e.g. num_classes still follows data.kinds)
+        for parsed in OverridesParser.create().parse_overrides(list(keys)):
+            key = parsed.key_or_group
+            if OmegaConf.select(cfg, key, default="<absent>") == "<absent>":
+                raise ConfigError(key, parsed.value(), "the run's data has no such key",
+                                  f"use one of {', '.join(f'data.{k}' for k in cfg.data)}, or data=<option> first")
+            OmegaConf.update(evaluated, key, parsed.value(), merge=False)
+    check_evaluation_data(cfg, evaluated)
+    return evaluated, _label(overrides)
+
+
+def _label(overrides: Sequence[str]) -> str:
+    """``data=mnist data.channels=3`` -> ``mnist,channels=3``, as a file-name part (at most ~80 characters)."""
+    text = ",".join(o.removeprefix("data=").removeprefix("data.") for o in overrides)
+    text = re.sub(r"[^A-Za-z0-9._=,+-]+", "_", text)
+    return text if len(text) <= 80 else f"{text[:70]}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
 def _task_with_weights(cfg: DictConfig, path: Path) -> Any:
     from experiments import build
     from experiments.run.checkpoints import load_weights
 
+    if OmegaConf.select(cfg, "model.weights"):  # the checkpoint holds every weight: the pretrained file is not read
+        cfg.model.weights = None
     task = build.build_task(cfg)
     load_weights(task, path, key="ckpt")
     return task
 
 
-def evaluate(run_dir: str | Path, ckpt: str = "best", accelerator: str = "auto") -> dict[str, Any]:
-    """Test the run's checkpoint on its test split; returns and saves ``evaluation-<ckpt>.json``."""
+def evaluate(run_dir: str | Path, ckpt: str = "best", accelerator: str = "auto", data: Sequence[str] = ()
+             ) -> dict[str, Any]:
+    """Test the run's checkpoint on its test split, or on the test split of other ``data`` (overrides such as
+    ``data.test_noise=0.2``: :func:`with_data`); returns and saves ``evaluation-<ckpt>[-on-<data>].json``."""
     import lightning as L
 
     from experiments import build
@@ -116,17 +172,22 @@ def evaluate(run_dir: str | Path, ckpt: str = "best", accelerator: str = "auto")
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     path = resolve_checkpoint(run_dir, ckpt)
+    label = _checkpoint_label(ckpt, path)
+    if data:
+        cfg, on = with_data(cfg, data)
+        label = f"{label}-on-{on}"
     L.seed_everything(int(cfg.get("seed", 0)), verbose=False)
     task = _task_with_weights(cfg, path)
     datamodule = build.build_datamodule(cfg)
     tested = _trainer(cfg, accelerator).test(task, datamodule=datamodule, verbose=False)
     result = {
-        "run_dir": str(run_dir), "checkpoint": str(path), "split": "test",
+        "run_dir": str(run_dir), "checkpoint": str(path), "split": "test", "data": list(data),
         "metrics": epoch_metrics(tested[0] if tested else {}),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json(RunDir(run_dir).evaluation(_checkpoint_label(ckpt, path)), result)
-    return result
+    saved = RunDir(run_dir).evaluation(label)
+    write_json(saved, result)
+    return {**result, "saved": str(saved)}
 
 
 def class_names(cfg: DictConfig, count: int) -> list[str]:
@@ -169,6 +230,14 @@ def predict(
     task = _task_with_weights(cfg, resolve_checkpoint(run_dir, ckpt)).eval()
     mean, std = _data_stats(cfg, run_dir)
     images, sizes = load_images(files, int(cfg.data.image_size), int(cfg.data.channels), mean, std)
+    if hasattr(task, "reconstruct_pixels"):  # an autoencoder: its reconstructions, and how close they come
+        from experiments.run.predict import write_reconstructions
+
+        task.set_pixel_stats(mean, std)
+        with torch.no_grad():
+            recon = torch.cat([task.predict_step(images[i : i + batch_size], 0).float()
+                               for i in range(0, len(images), batch_size)])
+        return write_reconstructions(out, files, task.to_pixels(images), recon)
     with torch.no_grad():
         probs = torch.cat([task(images[i : i + batch_size]).float().softmax(dim=1)
                            for i in range(0, len(images), batch_size)])
@@ -178,23 +247,65 @@ def predict(
     return write_probabilities(out / "predictions.csv", files, probs, classes)
 
 
+def probe(run_dir: str | Path, ckpt: str = "best", accelerator: str = "auto") -> dict[str, Any]:
+    """The linear probe of the checkpoint's encoder on the run's data (``run/probe.py``); saves ``probe.json`` and
+    returns its body plus ``saved`` and ``recorded`` (whether the run's metrics.json took the accuracies: only for its
+    own best checkpoint, the weights its other metrics describe, and only once the run completed)."""
+    import lightning as L
+    import torch
+
+    from experiments import build
+    from experiments.run.probe import probe_network, save_probe
+    from experiments.run.record import RunRecord
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    path = resolve_checkpoint(run_dir, ckpt)
+    L.seed_everything(int(cfg.get("seed", 0)), verbose=False)
+    task = _task_with_weights(cfg, path)
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        task = task.cuda()
+    result = probe_network(task.network, build.build_datamodule(cfg))
+    saved = save_probe(run_dir, result, path)
+    best = (RunDir(run_dir).read_record() or {}).get("best_checkpoint")
+    own = bool(best) and Path(str(best)).resolve() == path.resolve()
+    recorded = own and RunRecord.add_metrics(run_dir, result["metrics"])
+    return {**result, "checkpoint": str(path), "saved": str(saved), "recorded": recorded}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from hydra.errors import HydraException
+
     try:
-        ckpt = parse_options(args.options)["ckpt"]
+        options = parse_options(args.options)
+        ckpt = options["ckpt"]
         if args.predict is not None:
             table = predict(args.run_dir, args.predict, args.out, ckpt=ckpt, batch_size=args.batch_size)
             print(f"predictions: {table}")
             return 0
-        result = evaluate(args.run_dir, ckpt=ckpt, accelerator=args.accelerator)
+        if args.probe:
+            if options["data"]:
+                raise ConfigError("--probe", " ".join(options["data"]), "the probe fits and scores on the run's own "
+                                  "training and test splits", "drop the data options")
+            probed = probe(args.run_dir, ckpt=ckpt, accelerator=args.accelerator)
+            print(f"checkpoint: {probed['checkpoint']}")
+            print(" ".join(f"{key}={value:.4f}" for key, value in probed["metrics"].items()))
+            print(f"saved: {probed['saved']}" + (" (and metrics.json)" if probed["recorded"] else ""))
+            return 0
+        result = evaluate(args.run_dir, ckpt=ckpt, accelerator=args.accelerator, data=options["data"])
     except ConfigError as err:  # includes CheckpointError: one sentence, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (HydraException, OmegaConfBaseException) as err:  # data=<no such option>, or a key it does not have
+        print(f"error: {hydra_error_line(err)}", file=sys.stderr)
+        return 2
     print(f"checkpoint: {result['checkpoint']}")
+    if result["data"]:
+        print(f"data: {' '.join(result['data'])}")
     for key, value in result["metrics"].items():
         print(f"{key}={value:.4f}" if value is not None else f"{key}=nan")
-    print(f"saved: {Path(result['run_dir']) / ('evaluation-' + _checkpoint_label(ckpt, Path(result['checkpoint'])))}"
-          ".json")
+    print(f"saved: {result['saved']}")
     return 0
 
 

@@ -71,7 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from experiments.run.checkpoints import load_network_weights
 
     torch.manual_seed(int(cfg.seed))  # seeded as `experiments.train` seeds it, so repeated inspections agree
-    network = build_network(cfg)
+    try:  # a standard architecture's name, input size and weights file are checked as it is built (models/zoo.py)
+        network = build_network(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.ckpt is not None:
         try:  # weights-only, checked against this network: a foreign or crafted file is one sentence
             load_network_weights(network, args.ckpt, key="--ckpt")

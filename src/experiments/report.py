@@ -63,6 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
             "means go to the smallest value"
         ),
     )
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="only runs tagged TAG (train with tags=[TAG,...]); repeat it for runs carrying every one of several tags",
+    )
+    parser.add_argument(
+        "--include-debug",
+        action="store_true",
+        help="include debug runs (debug=fdr|overfit|limit|profiler, trainer.fast_dev_run), left out by default",
+    )
     return parser
 
 
@@ -90,6 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"no runs found under {where}: expected directories containing metrics.json written by "
             "python -m experiments.train"
         )
+        return EXIT_NO_RUNS
+    records, debug_runs = runs.select_runs(records, tags=args.tag, include_debug=args.include_debug)
+    if debug_runs:
+        print(f"left out {debug_runs} debug run(s); --include-debug reports them too")
+    if not records:
+        wanted = f" tagged {', '.join(args.tag)}" if args.tag else ""
+        _error(f"no runs{wanted} under {where} (besides {debug_runs} debug runs)" if debug_runs
+               else f"no runs{wanted} under {where}: train with tags=[{','.join(args.tag)}] to tag runs")
         return EXIT_NO_RUNS
 
     from experiments.errors import ConfigError

@@ -39,12 +39,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         from experiments import build
         from experiments.run.checkpoints import load_weights
         from experiments.run.history import epoch_metrics
+        from experiments.speed.settings import SpeedSettings
 
+        if cfg.get("print_config", True) and _is_rank_zero() and _multirun_job() is None:
+            from experiments.config_tree import print_config_tree  # one tree per run: not per DDP rank or sweep job
+
+            print_config_tree(cfg)
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        speed = SpeedSettings.from_config(cfg)  # torch threads and a packed job's GPU memory share, before any work
+        speed.apply(str(cfg.trainer.get("accelerator", "auto")))
+        encoder_source = encoder_start(cfg, plan.resuming)  # pretrain=autoencoder trains its run here, first
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = build.build_datamodule(cfg)
         task = build.build_task(cfg)
+        transferred = {}
+        if encoder_source is not None and not plan.resuming:  # a resumed run's checkpoint holds the encoder already
+            from experiments.run.transfer import start_encoder
+
+            transferred = start_encoder(task.network, encoder_source)
         checkpoint = plan.verify(task)  # weights-only, matching network, full training state; read once
         callbacks = build.build_callbacks(cfg, task)
         trainer = build.build_trainer(cfg, callbacks, build.build_logger(cfg), checkpoint=checkpoint)
@@ -52,18 +65,67 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
         trainer.fit(task, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
         metrics = epoch_metrics(trainer.callback_metrics)
-        best = trainer.checkpoint_callback.best_model_path
-        if best:  # not test(ckpt_path=best): that also rolls callback states (the history) back to the best epoch
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        averaged = weight_averaging(callbacks)
+        if averaged:  # ema/swa: the final averaged weights (in the task after fit) are tested, and saved for evaluate
+            best = str(record.dir.averaged_checkpoint)
+            trainer.save_checkpoint(best, weights_only=True)  # an end result to evaluate, not to resume from
+        elif best:  # not test(ckpt_path=best): that also rolls callback states (the history) back to the best epoch
             load_weights(task, best)
         metrics.update(epoch_metrics(trainer.test(task, datamodule=datamodule, verbose=False)[0]))
         metrics.update(best_score(trainer, task))
-        return record.complete(metrics, best_checkpoint=best, epochs=trainer.current_epoch, **data_stats(datamodule))
+        if cfg.get("probe"):  # the tested weights' encoder, read out by a linear classifier: test/probe_acc
+            metrics.update(linear_probe(task, datamodule, record.dir.root, best))
+        return record.complete(metrics, best_checkpoint=best, averaged=averaged, epochs=trainer.current_epoch,
+                               **data_stats(datamodule), **transferred)
+
+
+def encoder_start(cfg: DictConfig, resuming: bool) -> str | None:
+    """The run dir whose encoder this run starts from: ``encoder_from``, or with ``pretrain=autoencoder`` the
+    pre-training run in ``<run dir>/pretrain``, trained here first (a run of its own, with its own record) unless
+    this run resumes from its own checkpoint. None: the encoder starts from the init group."""
+    from experiments.run.pretrain import pretraining_config, wants_pretraining
+
+    if not wants_pretraining(cfg):
+        source = cfg.get("encoder_from")
+        return str(source) if source is not None else None
+    pretraining = pretraining_config(cfg)
+    if not resuming:
+        if _is_rank_zero():  # this run's config first: resume=true after a stop in pre-training continues *this* run
+            resume.snapshot(cfg, cfg.run_dir)
+        train(pretraining)
+    return str(pretraining.run_dir)
+
+
+def linear_probe(task: Any, datamodule: Any, run_dir: Any, checkpoint: str | None) -> dict[str, float]:
+    """``probe=true``: fit the linear probe on the encoder's pooled training features (``run/probe.py``), write
+    ``probe.json``, and return ``train/probe_acc`` and ``test/probe_acc`` for the run's metrics."""
+    from experiments.run.probe import probe_network, save_probe
+
+    probed = probe_network(task.network, datamodule)
+    if _is_rank_zero():
+        save_probe(run_dir, probed, checkpoint or None)
+    return probed["metrics"]
+
+
+def weight_averaging(callbacks: list) -> str | None:
+    """``ema`` or ``swa`` when a weight-averaging callback (Lightning's) is on: its final averaged weights are the
+    run's result, whatever epoch the best checkpoint came from; None otherwise."""
+    from lightning.pytorch.callbacks import EMAWeightAveraging, StochasticWeightAveraging, WeightAveraging
+
+    for callback in callbacks:
+        if isinstance(callback, EMAWeightAveraging):
+            return "ema"
+        if isinstance(callback, (StochasticWeightAveraging, WeightAveraging)):  # WeightAveraging's default: equal
+            return "swa"
+    return None
 
 
 def best_score(trainer: Any, task: Any) -> dict[str, float]:
-    """``val/best_acc`` (the task's monitor): the best validation value any epoch reached."""
-    score = trainer.checkpoint_callback.best_model_score
-    split, name = task.monitor.split("/", 1)
+    """``val/best_acc`` (the checkpoint's monitor, by default the task's): the best value any epoch reached."""
+    checkpointer = trainer.checkpoint_callback
+    score = checkpointer.best_model_score if checkpointer else None
+    split, name = (getattr(checkpointer, "monitor", None) or task.monitor).split("/", 1)
     return {} if score is None else {f"{split}/best_{name}": float(score)}
 
 
@@ -101,7 +163,8 @@ def _resume_hint(cfg: DictConfig, job: str | None) -> str:
 @hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     """Train one configuration; returns the objective a sweeper (optuna) maximises: the last epoch's
-    ``val/acc`` (classification) or ``val/miou`` (segmentation), None when the run failed or diverged."""
+    ``val/acc`` (classification), ``val/miou`` (segmentation) or ``val/psnr`` (reconstruction), None when the run
+    failed or diverged."""
     _composed()
     job = _multirun_job()
     try:
@@ -128,8 +191,9 @@ def main(cfg: DictConfig) -> float | None:
     skipped = " (already completed; skipped)" if record.get("skipped") else ""  # resume=true on a finished run
     if _is_rank_zero():  # under DDP every process returns here; one summary is enough
         print(f"run dir: {record['run_dir']}{skipped}\n{shown}")
-    monitor = "val/miou" if record["task"] == "segmentation" else "val/acc"
-    return metrics.get(monitor)
+    from experiments.options import MONITORS
+
+    return metrics.get(MONITORS.get(record["task"], "val/acc"))
 
 
 #: HYDRA_FULL_ERROR as the user left it, held while :func:`cli` has Hydra raise composition errors

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from experiments.run.layout import RunDir
+from experiments.run.tensorboard import tensorboard_tag as tb
 from experiments.train import train
 
 SHORT = ["trainer.max_epochs=2", "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=1",
@@ -20,33 +22,33 @@ def test_full_diagnostics_fill_tensorboard_metrics_json_and_the_run_dir(make_cfg
     train(cfg)
     run = Path(cfg.run_dir)
 
-    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "histograms": 0, "images": 0,
-                                                                        "tensors": 0})
+    events = EventAccumulator(str(RunDir(run).tensorboard_events()),
+                              size_guidance={"scalars": 0, "histograms": 0, "images": 0, "tensors": 0})
     events.Reload()
     tags = events.Tags()
     scalars, histograms = set(tags["scalars"]), set(tags["histograms"])
     conv, act = "encoder.stages.0.convs.0.0", "encoder.stages.0.convs.0.2"
     for tag in (f"grad_norm/{conv}", f"grad_ratio/{conv}", "grad_norm/classifier.4", "diagnostics/vanishing_ratio",
                 f"act_mean/{act}", f"act_std/{act}", f"act_dead/{act}", "gap/loss", "gap/acc"):
-        assert tag in scalars, tag
+        assert tb(tag) in scalars, tag  # TensorBoard files diagnostics after the learning curves: ~grad_norm/...
     for tag in (f"hist_act/{act}", f"hist_weight/{conv}", f"hist_grad/{conv}"):
-        assert tag in histograms, tag
-    assert "diagnostics/gradient_flow" in tags["images"]
+        assert tb(tag) in histograms, tag
+    assert tb("diagnostics/gradient_flow") in tags["images"]
     assert any(t.startswith("model_summary") for t in tags["tensors"])
-    assert [e.step for e in events.Scalars("diagnostics/vanishing_ratio")] == [0, 3, 6]
+    assert [e.step for e in events.Scalars(tb("diagnostics/vanishing_ratio"))] == [0, 3, 6]
 
     record = json.loads((run / "metrics.json").read_text())
     flow = record["gradient_flow"]
     assert flow["layers"][0] == conv and len(flow["layers"]) == len(flow["grad_norm"]) == 5
     assert record["vanishing_ratio"] == pytest.approx(flow["grad_norm"][0] / flow["grad_norm"][-1])
-    assert events.Scalars("diagnostics/vanishing_ratio")[0].value == pytest.approx(record["vanishing_ratio"])
+    assert events.Scalars(tb("diagnostics/vanishing_ratio"))[0].value == pytest.approx(record["vanishing_ratio"])
     assert record["activation_stats"]["layers"][0] == act and record["activation_stats"]["step"] == 0
     history, gaps = record["history"], record["overfitting"]
     assert gaps["epoch"] == [0, 1]
     for i in range(2):
         assert gaps["gap/loss"][i] == pytest.approx(history["val/loss"][i] - history["train/loss"][i], abs=1e-6)
         assert gaps["gap/acc"][i] == pytest.approx(history["train/acc"][i] - history["val/acc"][i], abs=1e-6)
-    assert [e.value for e in events.Scalars("gap/loss")] == pytest.approx(gaps["gap/loss"], abs=1e-6)
+    assert [e.value for e in events.Scalars(tb("gap/loss"))] == pytest.approx(gaps["gap/loss"], abs=1e-6)
 
     table = json.loads((run / "model_summary.json").read_text())
     assert table["total_params"] == record["params"] and table["total_flops"] == record["flops"] > 0

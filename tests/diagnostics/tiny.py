@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def fit(task: L.LightningModule, callbacks: list, data: tuple[torch.Tensor, torc
         logger=TensorBoardLogger(str(log_dir), name="", version="") if log_dir else False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
         limit_val_batches=0, log_every_n_steps=1,
+        default_root_dir=str(log_dir) if log_dir else tempfile.mkdtemp(prefix="tiny-fit-"),  # figures/ PNGs go here
     )
     trainer.fit(task, train_dataloaders=loader)
     return trainer

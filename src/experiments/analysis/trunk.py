@@ -5,7 +5,8 @@ output says only "the whole image". The receptive field a user wants to see is t
 feature map before the head: ``CNN.encoder``, ``ResNet.stem + blocks``. The trunk is found from
 one forward pass (no model-specific code): the direct children in call order, up to the last one
 whose output is still a feature map larger than 1x1. A model whose output is already spatial (a
-segmenter) is its own trunk.
+segmenter) is its own trunk; a wrapper whose one child computes its output (a zoo model's ``net``) is
+looked into.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def spatial_trunk(model: nn.Module, input_shape: Sequence[int]) -> tuple[nn.Modu
         if _spatial(output):
             return model, type(model).__name__
         last = max((i for i, (_, _, out) in enumerate(calls) if _spatial(out)), default=None)
+        if last is None and len(calls) == 1 and calls[0][2] is output:  # a wrapper (models/zoo.py's ``net``)
+            name, child, _ = calls[0]
+            trunk, where = spatial_trunk(child, input_shape)
+            return trunk, f"{name}: {where}"
         if last is None:
             return model, type(model).__name__
         chain = calls[: last + 1]

@@ -2,19 +2,38 @@
 
 The procedural datasets are small enough to live in memory; serving a batch as one indexing op
 instead of collating per-sample items keeps the data path far below the model's step time, which is
-how a Lightning run stays as fast as a hand-written loop on a 2-core CPU.
+how a Lightning run stays as fast as a hand-written loop on a 2-core CPU. On a GPU the splits move
+there once when they fit ``trainer.device_data_gb`` and batches are indexed on the device, else they
+stream from pinned host memory (``data/placement.py``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from experiments.data.placement import (
+    RESIDENT,
+    WORKERS,
+    DeviceLoader,
+    Placement,
+    ResumableDeviceLoader,
+    choose_placement,
+    free_device_memory,
+    split_bytes,
+)
 from experiments.data.sampling import EpochShuffleSampler, ResumableLoader
+
+if TYPE_CHECKING:
+    from experiments.data.augment import BatchAugment
+
+log = logging.getLogger(__name__)
 
 
 class TensorSplit(Dataset):
@@ -45,6 +64,12 @@ class InMemoryDataModule(L.LightningDataModule):
     """Base for data modules whose ``build_splits`` returns (train, val, test) ``TensorSplit``s."""
 
     task: str = "classification"
+    #: the ``augment`` group (data/augment.py), set by ``build.build_datamodule``; None: no augmentation
+    augment: BatchAugment | None = None
+    #: bytes of data allowed on an accelerator (``trainer.device_data_gb``), set by ``build.build_datamodule``
+    device_budget_bytes: int = 4 * 1024**3
+    #: where the splits are served from (data/placement.py), decided when the first loader is built
+    placement: Placement | None = None
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0) -> None:
         super().__init__()
@@ -52,28 +77,60 @@ class InMemoryDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.num_workers = num_workers
         self.splits: dict[str, TensorSplit] = {}
+        self.served: dict[str, TensorSplit] = {}  # the splits where the loaders read them (see place)
 
     def build_splits(self) -> dict[str, TensorSplit]:
         raise NotImplementedError
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment training batches where they now are (GPU or CPU), whatever loader produced them."""
+        return self.augment.training_batch(self.trainer, batch) if self.augment is not None else batch
 
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self.splits = self.build_splits()
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def place(self, device: torch.device | str) -> Placement:
+        """Decide once per device where the splits are served from (data/placement.py), move them there if they
+        are to be resident, and log the choice."""
         self.setup()
-        data = self.splits[split]
-        options: dict = {"collate_fn": keep_batch, "num_workers": self.num_workers,
-                         "persistent_workers": self.num_workers > 0}
+        device = torch.device(device)
+        if self.placement is None or self.placement.device != str(device):
+            nbytes = split_bytes(self.splits)
+            self.placement = choose_placement(device, nbytes, self.device_budget_bytes, self.num_workers,
+                                              free_device_memory(device))
+            resident = self.placement.mode == RESIDENT and device.type != "cpu"
+            self.served = {name: TensorSplit(*(t.to(device) for t in split.tensors)) if resident else split
+                            for name, split in self.splits.items()}
+            log.info("data: %s", self.placement.describe())
+        return self.placement
+
+    def _device(self) -> torch.device:
+        """Where the trainer computes (each DDP process: its own device); the CPU without a trainer."""
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        device = self._device()
+        placement = self.place(device)
+        data = self.served[split]
+        workers = placement.mode == WORKERS
+        if workers:
+            options: dict = {"collate_fn": keep_batch, "num_workers": self.num_workers, "persistent_workers": True,
+                             "pin_memory": device.type == "cuda"}
+        else:
+            options = {"device": device}
         if not shuffle:
-            return DataLoader(data, batch_size=self.eval_batch_size, shuffle=False, **options)
+            loader = DataLoader if workers else DeviceLoader
+            return loader(data, batch_size=self.eval_batch_size, shuffle=False, **options)
         # Training order depends on (seed, epoch) only, is sharded per DDP process here (so Lightning keeps it),
         # and restarts mid-epoch from a checkpoint: see data/sampling.py. The seed is the run's (seed_everything).
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
         sampler = EpochShuffleSampler(data, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), num_replicas=world,
                                       rank=rank)
-        return ResumableLoader(data, batch_size=self.batch_size, sampler=sampler,
-                               drop_last=len(sampler) > self.batch_size, **options)
+        loader = ResumableLoader if workers else ResumableDeviceLoader
+        return loader(data, batch_size=self.batch_size, sampler=sampler, drop_last=len(sampler) > self.batch_size,
+                      **options)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -78,9 +78,13 @@ class ResumableLoader(DataLoader):
         else:
             skip = 0
         self.served = skip
-        for batch in super().__iter__():
+        for batch in self._batches():
             self.served += 1
             yield batch
+
+    def _batches(self) -> Iterator[Any]:
+        """This epoch's batches once the sampler is positioned; ``data/placement.py`` serves them from the device."""
+        return super().__iter__()
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self._epoch(), "batches": self.served}

@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from experiments.data.datamodule import InMemoryDataModule, TensorSplit, standardise
+from experiments.data.folder_data import FolderDataModule, fraction_split
 from experiments.data.folders import IMAGE_SUFFIXES, class_folders
+from experiments.data.image_files import ImageReader
 
 #: name -> (torchvision class, channels, native image size, class names)
 DATASETS = {
@@ -127,8 +129,9 @@ class TorchvisionDataModule(InMemoryDataModule):
         return images
 
 
-class ImageFolderDataModule(InMemoryDataModule):
-    """A folder of class sub-folders (``root/<class>/*.png``), resized and split by seeded fractions.
+class ImageFolderDataModule(FolderDataModule):
+    """A folder of class sub-folders (``root/<class>/*.png``), resized and split by seeded fractions; in memory
+    within ``memory_budget_mb``, else streamed from disk (``data/folder_data.py``).
 
     ``num_classes`` None: as many classes as :func:`~experiments.data.folders.class_folders` finds."""
 
@@ -145,34 +148,27 @@ class ImageFolderDataModule(InMemoryDataModule):
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
+        memory_budget_mb: float | None = 2048,
+        stats_images: int = 1000,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers)
+        super().__init__(batch_size, eval_batch_size, num_workers, image_size, channels, memory_budget_mb,
+                         stats_images)
         _classification_only(task)
         self.root = Path(root)
-        self.image_size, self.channels = image_size, channels
         self.expected_classes = num_classes
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.seed = seed
         self.class_names: list[str] = []
-        self.mean: list[float] = []
-        self.std: list[float] = []
 
-    def build_splits(self) -> dict[str, TensorSplit]:
-        from torchvision.datasets.folder import make_dataset, pil_loader
-        from torchvision.transforms.functional import pil_to_tensor
+    def reader(self) -> ImageReader:
+        return ImageReader(self.image_size, self.channels)
+
+    def list_samples(self) -> dict[str, list]:
+        from torchvision.datasets.folder import make_dataset
 
         if not self.root.is_dir():
             raise DatasetMissing(f"data.root={self.root} is not a folder; point it at a folder of class sub-folders")
         self.class_names = class_folders(self.root, self.expected_classes)  # the classes validation counted
         samples = make_dataset(str(self.root), {name: k for k, name in enumerate(self.class_names)}, IMAGE_SUFFIXES)
-        mode = "RGB" if self.channels == 3 else "L"
-        images = torch.stack(
-            [_resize(pil_to_tensor(pil_loader(p).convert(mode)).float().div(255)[None], self.image_size)[0]
-             for p, _ in samples]
-        )
-        labels = torch.tensor([label for _, label in samples])
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed))
-        n_val, n_test = int(len(order) * self.val_fraction), int(len(order) * self.test_fraction)
-        parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
-        normalised, self.mean, self.std = standardise({k: images[v] for k, v in parts.items()})
-        return {k: TensorSplit(normalised[k], labels[parts[k]]) for k in ("train", "val", "test")}
+        parts = fraction_split(len(samples), self.val_fraction, self.test_fraction, self.seed)
+        return {split: [samples[i] for i in indices] for split, indices in parts.items()}

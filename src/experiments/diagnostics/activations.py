@@ -22,12 +22,22 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from experiments.diagnostics.sinks import histogram_sample, log_scalars, network_of, tensorboard_writer
+from experiments.diagnostics.gradients import short_name
+from experiments.diagnostics.sinks import (
+    histogram_sample,
+    log_histogram,
+    log_image,
+    log_scalars,
+    network_of,
+    render_figure,
+    tensorboard_writer,
+)
 from experiments.layers.activation import Maxout
 
 #: non-linearities whose "never positive" output means a unit is dead
 RELU_FAMILY: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SELU, nn.SiLU,
+    nn.CELU, nn.Mish, nn.Hardswish,  # a standard architecture's own (models/zoo.py with model.keep=[activation])
 )
 #: bounded non-linearities and the |output| band counted as saturated
 SATURATING: dict[type[nn.Module], str] = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
@@ -35,11 +45,16 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = (*RELU_FAMILY, *SATURATING, Maxout)
 
 
 def activation_modules(network: nn.Module) -> dict[str, nn.Module]:
-    """Activation modules by qualified name, found by type.
+    """Activation modules by qualified name: those the network names (``activation_names``), else found by type.
 
     ``nn.Identity`` counts only when the network has no other activation (``activation=identity``):
-    elsewhere Identity stands in for ``norm=none`` or ``pooling=none`` and is not a non-linearity.
+    elsewhere Identity stands in for ``norm=none`` or ``pooling=none`` and is not a non-linearity. A standard
+    architecture (models/zoo.py) names its swapped activations, so that its squeeze-and-excitation gates (a
+    Sigmoid in EfficientNet) are not read as saturating activations.
     """
+    declared = getattr(network, "activation_names", None)
+    if declared:
+        return {name: network.get_submodule(name) for name in declared}
     found = {name: m for name, m in network.named_modules() if isinstance(m, ACTIVATIONS)}
     if found:
         return found
@@ -75,6 +90,35 @@ def activation_stats(module: nn.Module, output: torch.Tensor) -> dict[str, torch
     return stats
 
 
+def activation_figure(table: dict[str, Any]) -> Any | None:
+    """Dead and saturated fractions per activation layer (input -> output) as bars, from one measurement's table;
+    None when the network's activations have neither (maxout, identity)."""
+    from matplotlib.figure import Figure
+
+    layers = table["layers"]
+    labels = {"dead": "dead (never > 0 over the batch)", "saturated": "saturated (flat tails)"}
+    series = [(label, [v or 0.0 for v in table[column]]) for column, label in labels.items()
+              if any(v is not None for v in table[column])]
+    if not layers or not series:
+        return None
+    fig = Figure(figsize=(max(5.0, 0.4 * len(layers) + 2), 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series):
+        offset = (i - (len(series) - 1) / 2) * width
+        ax.bar([x + offset for x in range(len(layers))], values, width=width, label=label)
+    ax.set_ylim(0, 1)
+    ax.set_xticks(range(len(layers)))
+    ax.set_xticklabels([short_name(name) for name in layers], rotation=60, ha="right", fontsize=7)
+    ax.set_xlabel("activation layer (input -> output)")
+    ax.set_ylabel("fraction of units")
+    ax.set_title(f"Activations at step {table['step']}")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="upper right")
+    fig.subplots_adjust(left=0.14, right=0.97, top=0.9, bottom=0.4)  # fixed margins: tight_layout costs ~0.3 s
+    return fig
+
+
 class ActivationStats(Callback):
     """Logs ``act_mean``, ``act_std``, ``act_dead``, ``act_saturated`` per activation layer (and ``hist_act``).
 
@@ -82,19 +126,25 @@ class ActivationStats(Callback):
 
     * ``interval`` – optimiser steps between measurements (step 0 included);
     * ``histograms`` – also log ``hist_act/<layer>`` (TensorBoard only);
-    * ``max_histogram_values`` – values per histogram (strided subsample).
+    * ``max_histogram_values`` – values per histogram (strided subsample);
+    * ``figure_every_n_epochs`` – image ``diagnostics/activations`` (dead / saturated fraction per layer, the
+      latest measurement) at the end of every n-th validation epoch that follows a new measurement; 0 = none.
 
     ``run_summary()`` puts the first measurement (at initialisation) into ``metrics.json`` as
     ``activation_stats``.
     """
 
-    def __init__(self, interval: int = 100, histograms: bool = False, max_histogram_values: int = 4096) -> None:
+    def __init__(self, interval: int = 100, histograms: bool = False, max_histogram_values: int = 4096,
+                 figure_every_n_epochs: int = 1) -> None:
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}")
         self.interval = interval
         self.histograms = histograms
         self.max_histogram_values = max_histogram_values
+        self.figure_every_n_epochs = figure_every_n_epochs
         self.initial: dict[str, Any] | None = None
+        self.latest: dict[str, Any] | None = None
+        self._shown: dict[str, Any] | None = None  # the measurement the last figure drew
         self._handles: list[Any] = []
         self._stats: dict[str, dict[str, torch.Tensor]] = {}
         self._samples: dict[str, Any] = {}
@@ -139,9 +189,10 @@ class ActivationStats(Callback):
         writer = tensorboard_writer(trainer)
         if writer is not None:
             for layer, sample in self._samples.items():
-                writer.add_histogram(f"hist_act/{layer}", sample, step)
+                log_histogram(writer, f"hist_act/{layer}", sample, step)
+        self.latest = self._table(step, keys, values)
         if self.initial is None:
-            self.initial = self._table(step, keys, values)
+            self.initial = self.latest
         self._stats, self._samples = {}, {}
 
     def _table(self, step: int, keys: list[tuple[str, str]], values: list[float]) -> dict[str, Any]:
@@ -163,8 +214,25 @@ class ActivationStats(Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._remove_hooks()
 
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        n = self.figure_every_n_epochs
+        fitting = trainer.state.fn == "fit" and not trainer.sanity_checking  # not trainer.validate(), not sanity
+        if n and fitting and (trainer.current_epoch + 1) % n == 0:
+            self._figure(trainer)
+
+    def _figure(self, trainer: L.Trainer) -> None:
+        """The latest measurement as an image, unless the last figure drew it already (drawing is the costly part)."""
+        if not trainer.is_global_zero or self.latest is None or self.latest is self._shown:
+            return
+        self._shown = self.latest
+        figure = activation_figure(self.latest)
+        if figure is not None:
+            log_image(trainer, "diagnostics/activations", render_figure(figure), trainer.global_step)
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._remove_hooks()
+        if self.figure_every_n_epochs:
+            self._figure(trainer)
 
     def run_summary(self) -> dict[str, Any]:
         return {"activation_stats": self.initial} if self.initial is not None else {}

@@ -24,6 +24,7 @@ from torch import nn
 from experiments.analysis.depth import CallOrder, weighted_layers
 from experiments.diagnostics.sinks import (
     histogram_sample,
+    log_histogram,
     log_image,
     log_scalars,
     network_of,
@@ -67,7 +68,7 @@ def gradient_flow_figure(measurements: list[dict[str, Any]]) -> Any:
             ax.plot(xs, ys, marker="o", linestyle="--" if m["step"] == 0 else "-", label=f"step {m['step']}")
     ax.set_yscale("log")
     ax.set_xticks(range(len(layers)))
-    ax.set_xticklabels([_short(name) for name in layers], rotation=60, ha="right", fontsize=7)
+    ax.set_xticklabels([short_name(name) for name in layers], rotation=60, ha="right", fontsize=7)
     ax.set_xlabel("layer (input -> output)")
     ax.set_ylabel("||grad W||_2")
     ratio = measurements[-1].get("vanishing_ratio")
@@ -78,7 +79,8 @@ def gradient_flow_figure(measurements: list[dict[str, Any]]) -> Any:
     return fig
 
 
-def _short(name: str, width: int = 28) -> str:
+def short_name(name: str, width: int = 28) -> str:
+    """A layer name cut to ``width`` characters from the end (the informative part) for an axis label."""
     return name if len(name) <= width else "..." + name[-(width - 3):]
 
 
@@ -90,8 +92,9 @@ class GradientFlow(Callback):
     * ``interval`` – optimiser steps between measurements (step 0, before any update, is always measured);
     * ``histograms`` – also log ``hist_weight/<layer>`` and ``hist_grad/<layer>`` at each measurement;
     * ``max_histogram_values`` – values per histogram (strided subsample) to bound the logging cost;
-    * ``figure_every_n_epochs`` – gradient-flow figure every n epochs; 0 = only at initialisation
-      and at the end of training.
+    * ``figure_every_n_epochs`` – gradient-flow figure at the end of every n-th validation epoch (the latest
+      measurement against the one at initialisation), when a measurement was taken since the last figure;
+      0 = only at initialisation and at the end of training.
 
     ``run_summary()`` contributes the initialisation measurement to ``metrics.json``.
     """
@@ -101,7 +104,7 @@ class GradientFlow(Callback):
         interval: int = 50,
         histograms: bool = False,
         max_histogram_values: int = 4096,
-        figure_every_n_epochs: int = 0,
+        figure_every_n_epochs: int = 1,
     ) -> None:
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}")
@@ -114,7 +117,7 @@ class GradientFlow(Callback):
         self._layers: dict[str, nn.Module] = {}
         self._order: CallOrder | None = None
         self._depth: list[str] | None = None
-        self._figure_step: int | None = None
+        self._shown: dict[str, Any] | None = None  # the measurement the last figure drew
 
     # -- set-up: which layers, in which order --------------------------------------------------------
 
@@ -166,8 +169,8 @@ class GradientFlow(Callback):
             limit = self.max_histogram_values
             for name in m["layers"]:
                 weight = self._layers[name].weight
-                writer.add_histogram(f"hist_weight/{name}", histogram_sample(weight, limit), step)
-                writer.add_histogram(f"hist_grad/{name}", histogram_sample(weight.grad, limit), step)
+                log_histogram(writer, f"hist_weight/{name}", histogram_sample(weight, limit), step)
+                log_histogram(writer, f"hist_grad/{name}", histogram_sample(weight.grad, limit), step)
         if first:
             self.initial = m
             self._figure(trainer, step)
@@ -175,20 +178,21 @@ class GradientFlow(Callback):
     # -- figure -------------------------------------------------------------------------------------------
 
     def _figure(self, trainer: L.Trainer, step: int) -> None:
-        if not trainer.is_global_zero or self.latest is None or step == self._figure_step:
+        """Draw the latest measurement (with the one at initialisation) unless the last figure drew it already."""
+        if not trainer.is_global_zero or self.latest is None or self.latest is self._shown:
             return
-        self._figure_step = step
+        self._shown = self.latest
         shown = [self.latest] if self.initial is None or self.initial is self.latest else [self.initial, self.latest]
         log_image(trainer, "diagnostics/gradient_flow", render_figure(gradient_flow_figure(shown)), step)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         n = self.figure_every_n_epochs
-        if n and (trainer.current_epoch + 1) % n == 0 and self.latest is not self.initial:
+        fitting = trainer.state.fn == "fit" and not trainer.sanity_checking  # not trainer.validate(), not sanity
+        if n and fitting and (trainer.current_epoch + 1) % n == 0:
             self._figure(trainer, trainer.global_step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.latest is not None and self.latest is not self.initial:
-            self._figure(trainer, trainer.global_step)
+        self._figure(trainer, trainer.global_step)
 
     # -- outputs ------------------------------------------------------------------------------------------
 

@@ -13,9 +13,18 @@ not. On divergence that copy is written to ``<checkpoints>/last_good.ckpt`` thro
 ``Trainer.save_checkpoint``, so even a run that fails in its first epoch (before ``last.ckpt``
 exists) leaves a loadable checkpoint. The copy costs one memcpy of the parameters per checked step.
 
-Cost per checked step: one fused total-norm kernel and one host sync. Per-layer norms (to name the
-culprit) are computed only when that check fails: a total norm within the threshold bounds every
-layer's norm, so the fast path decides exactly what the per-layer rule would.
+Cost per checked step: one fused kernel for every parameter's gradient norm, their total, and reading
+those numbers on the host. A total norm within the threshold bounds every layer's norm, so the fast path
+decides exactly what the per-layer rule would; per-layer norms (to name the culprit) are combined from
+the per-parameter ones only when a check fails.
+
+Reading a number on the host waits for the device to finish everything queued before it. On a GPU that
+would stall the queue every step and expose the host's per-step work, so there the check is *deferred*:
+its numbers are copied to pinned host memory asynchronously and judged at the next check (or at the
+validation, a checkpoint save, the end of the epoch or of training, whichever comes first), with the
+state of its step kept in a second buffer. A divergence is then reported for the step where it happened,
+with the same last good state, one step later. On a CPU there is no queue to stall: checks are judged
+at once.
 
 With ``trainer.gradient_clip_val`` set, clipping is the user's chosen remedy for large norms, so the
 norm threshold is not applied; non-finite values are always fatal (clipping cannot repair a NaN).
@@ -44,14 +53,6 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}" if math.isfinite(value) else str(value)
 
 
-def total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """L2 norm of all ``tensors`` together: one fused kernel where torch has ``get_total_norm`` (2.6+)."""
-    fused = getattr(torch.nn.utils, "get_total_norm", None)
-    if fused is not None:
-        return fused([t.detach() for t in tensors], 2.0)
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t.detach().float()) for t in tensors]))
-
-
 def first_nonfinite_output(network: nn.Module, inputs: torch.Tensor) -> str | None:
     """Qualified name of the first leaf module (in call order) whose output is not finite on ``inputs``.
 
@@ -78,15 +79,54 @@ def first_nonfinite_output(network: nn.Module, inputs: torch.Tensor) -> str | No
     return found[0] if found else None
 
 
+def _per_layer(layers: list[str], norms: list[float]) -> tuple[list[str], list[float]]:
+    """Per-parameter gradient norms (tagged with their layer, in depth order) combined into per-layer L2 norms."""
+    names: list[str] = []
+    squares: list[float] = []
+    for layer, norm in zip(layers, norms, strict=True):
+        if not names or names[-1] != layer:
+            names.append(layer)
+            squares.append(0.0)
+        squares[-1] += norm * norm
+    return names, [math.sqrt(sq) for sq in squares]
+
+
+class _Check:
+    """One check's numbers ([loss, total norm, each parameter's gradient norm]) and what explains a failure."""
+
+    def __init__(self, step: int, epoch: int, values: torch.Tensor, layers: list[str],
+                 inputs: torch.Tensor | None) -> None:
+        self.step, self.epoch, self.values, self.layers, self.inputs = step, epoch, values, layers, inputs
+        self._host: torch.Tensor | None = None
+        self._copied: Any = None
+
+    def send_to_host(self) -> None:
+        """Start the copy to pinned host memory without waiting for it (the device finishes the step meanwhile)."""
+        if self.values.device.type != "cuda":
+            return
+        self._host = torch.empty(self.values.shape, dtype=self.values.dtype, pin_memory=True)
+        self._host.copy_(self.values, non_blocking=True)
+        self._copied = torch.cuda.Event()
+        self._copied.record()
+
+    def host_values(self) -> list[float]:
+        if self._copied is not None:
+            self._copied.synchronize()  # long done by the next check: this waits for that copy, not for the queue
+            return self._host.double().tolist()  # type: ignore[union-attr]
+        return self.values.double().cpu().tolist()
+
+
 class DivergenceGuard(Callback):
     """Raises :class:`TrainingDiverged` on a non-finite loss or gradient, or a layer gradient norm above a threshold.
 
     Knobs:
 
     * ``max_grad_norm`` – per-layer gradient L2 norm that counts as exploding (None: only non-finite values);
-    * ``every_n_steps`` – check every n optimiser steps (1: every step; the check is one host sync);
+    * ``every_n_steps`` – check every n optimiser steps (1: every step);
     * ``keep_last_good`` – keep the in-memory copy of the last verified state and write it on divergence;
-    * ``dirpath`` – where ``last_good.ckpt`` goes (default: the ModelCheckpoint's directory).
+    * ``dirpath`` – where ``last_good.ckpt`` goes (default: the ModelCheckpoint's directory);
+    * ``deferred`` – read each check's numbers at the next check instead of waiting for the device now
+      (None: on CUDA devices, where waiting would stall the queue of work every step; see the module docstring).
     """
 
     def __init__(
@@ -96,6 +136,7 @@ class DivergenceGuard(Callback):
         keep_last_good: bool = True,
         dirpath: str | None = None,
         filename: str = "last_good.ckpt",
+        deferred: bool | None = None,
     ) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
@@ -114,11 +155,16 @@ class DivergenceGuard(Callback):
         self._inputs: torch.Tensor | None = None
         self._good: dict[str, torch.Tensor] | None = None
         self._good_step: int | None = None
+        self.deferred = deferred
+        self._pending: _Check | None = None  # a deferred check, judged at the next one
+        self._spare: dict[str, torch.Tensor] | None = None  # the state of the pending check's step
+        self._state: list[tuple[str, torch.Tensor]] = []  # the module's state tensors, listed once per fit
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._owners = parameter_owners(network_of(pl_module))
         self._order = CallOrder(self._owners)
         self._depth = None
+        self._state, self._pending = [], None
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -137,55 +183,100 @@ class DivergenceGuard(Callback):
             self._depth = self._order.finish() if self._order is not None else list(self._owners)
         if step % self.every_n_steps:
             return
-        grads = [p.grad for name in self._depth for p in self._owners[name].parameters(recurse=False)
-                 if p.grad is not None]
-        loss = self._loss.float().reshape(()) if self._loss is not None else torch.zeros(())
-        total = total_norm(grads).float().to(loss.device) if grads else torch.zeros((), device=loss.device)
-        loss_value, total_value = torch.stack([loss, total]).double().cpu().tolist()  # the step's one host sync
+        self._resolve(trainer, pl_module)  # the previous check, when it was deferred
+        check = self._measure(step, trainer.current_epoch)
+        if self._defers(check.values.device):
+            check.send_to_host()  # read at the next check: the device runs on meanwhile
+            self._pending = check
+            if self.keep_last_good:
+                self._spare = self._snapshot(self._spare, pl_module)
+            return
+        self._judge(trainer, pl_module, check)
+        if self.keep_last_good:
+            self._good, self._good_step = self._snapshot(self._good, pl_module), step
+
+    def _defers(self, device: torch.device) -> bool:
+        return self.deferred if self.deferred is not None else device.type == "cuda"
+
+    def _measure(self, step: int, epoch: int) -> _Check:
+        """Launch the check's numbers: loss, total gradient norm and every parameter's gradient norm (depth order)."""
+        layers, grads = [], []
+        for name in self._depth or []:
+            for p in self._owners[name].parameters(recurse=False):
+                if p.grad is not None:
+                    layers.append(name)
+                    grads.append(p.grad.detach())
+        device = self._loss.device if self._loss is not None else grads[0].device if grads else torch.device("cpu")
+        loss = self._loss.float().reshape(1) if self._loss is not None else torch.zeros(1, device=device)
+        # one fused kernel for all the norms (what clip_grad_norm_ uses), one for their total
+        norms = torch.stack(torch._foreach_norm(grads)).float().to(device) if grads else loss.new_zeros(0)
+        values = torch.cat([loss, torch.linalg.vector_norm(norms).reshape(1), norms])
+        return _Check(step, epoch, values, layers, self._inputs)
+
+    def _judge(self, trainer: L.Trainer, pl_module: L.LightningModule, check: _Check,
+               weights: dict[str, torch.Tensor] | None = None) -> None:
+        """Raise :class:`TrainingDiverged` when the check failed. ``weights``: the state its step ran with, when the
+        network has moved on since (a deferred check), for the post-mortem probe."""
+        loss_value, total_value, *norms = check.host_values()
         threshold = self._threshold(trainer)
         # Fast path: a finite total norm within the threshold bounds every layer's norm, so nothing is wrong.
-        if not (math.isfinite(loss_value) and math.isfinite(total_value)) or (
-            threshold is not None and total_value > threshold
-        ):
-            names, layer_norms = self._layer_norms()
-            problem = self._problem(pl_module, loss_value, names, layer_norms, threshold)
-            if problem is not None:
-                self._stop(trainer, pl_module, step, *problem)
-        if self.keep_last_good:
-            self._remember(pl_module.state_dict(), step)
+        if math.isfinite(loss_value) and math.isfinite(total_value) and (threshold is None or total_value <= threshold):
+            return
+        names, layer_norms = _per_layer(check.layers, norms)
+        problem = self._problem(pl_module, loss_value, names, layer_norms, threshold, check.inputs, weights)
+        if problem is not None:
+            self._stop(trainer, pl_module, check.step, check.epoch, *problem)
+
+    def _resolve(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Judge the deferred check; if it passed, the state of its step becomes the last good one."""
+        check, self._pending = self._pending, None
+        if check is None:
+            return
+        self._judge(trainer, pl_module, check, weights=self._spare)
+        if self.keep_last_good and self._spare is not None:
+            self._good, self._spare, self._good_step = self._spare, self._good, check.step
+
+    # a deferred check is resolved before anything could keep the weights of its step: the next check, the
+    # validation, every checkpoint save and the end of the epoch and of training
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._resolve(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._resolve(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._resolve(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._resolve(trainer, pl_module)
 
     def _threshold(self, trainer: L.Trainer) -> float | None:
         clipping = trainer.gradient_clip_val is not None and trainer.gradient_clip_val > 0
         return None if clipping else self.max_grad_norm
 
-    def _layer_norms(self) -> tuple[list[str], list[float]]:
-        """Gradient L2 norm of every parameter-owning layer, in depth order (the slow path, after a failed check)."""
-        names, norms = [], []
-        for name in self._depth or []:
-            grads = [p.grad for p in self._owners[name].parameters(recurse=False) if p.grad is not None]
-            if grads:
-                names.append(name)
-                norms.append(float(total_norm(grads)))
-        return names, norms
+    def _snapshot(self, buffers: dict[str, torch.Tensor] | None, pl_module: L.LightningModule
+                  ) -> dict[str, torch.Tensor]:
+        """Copy the module's state (weights and buffers) into ``buffers``, allocated once: one fused copy per step.
 
-    def _remember(self, state: dict[str, torch.Tensor], step: int) -> None:
-        """Copy the verified state into buffers allocated once (a copy per step, not an allocation per step)."""
-        good = self._good
-        if good is None or good.keys() != state.keys() or any(good[k].shape != v.shape for k, v in state.items()):
-            self._good = {k: v.detach().clone() for k, v in state.items()}
-        else:
-            for key, value in state.items():
-                good[key].copy_(value.detach())
-        self._good_step = step
+        The state's tensors are listed at ``on_train_start`` (after Lightning's device moves), not per step."""
+        if not self._state:
+            self._state = [(k, v.detach()) for k, v in pl_module.state_dict(keep_vars=True).items()]
+        if buffers is None or len(buffers) != len(self._state) or any(
+                buffers[k].shape != v.shape for k, v in self._state):
+            return {k: v.clone() for k, v in self._state}
+        torch._foreach_copy_(list(buffers.values()), [v for _, v in self._state])
+        return buffers
 
     def _problem(
         self, pl_module: L.LightningModule, loss: float, names: list[str], norms: list[float],
-        threshold: float | None,
+        threshold: float | None, inputs: torch.Tensor | None = None, weights: dict[str, torch.Tensor] | None = None,
     ) -> tuple[str, str | None, float, bool] | None:
         """(what went wrong, layer, value, is_threshold) or None when the step is sound."""
         network = network_of(pl_module)
         if not math.isfinite(loss):
-            layer = first_nonfinite_output(network, self._inputs) if self._inputs is not None else None
+            if weights is not None:  # the run stops here: the live weights are abandoned anyway
+                pl_module.load_state_dict(weights)
+            layer = first_nonfinite_output(network, inputs) if inputs is not None else None
             where = f", first non-finite output at layer {self._describe(network, layer)}" if layer else ""
             return f"the loss is {loss}{where}", layer, loss, False
         bad = [i for i, n in enumerate(norms) if not math.isfinite(n)]
@@ -229,7 +320,7 @@ class DivergenceGuard(Callback):
         return str(existing[-1]) if existing else None
 
     def _stop(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, step: int, what: str, layer: str | None,
+        self, trainer: L.Trainer, pl_module: L.LightningModule, step: int, epoch: int, what: str, layer: str | None,
         value: float, threshold: bool,
     ) -> None:
         checkpoint = self._save_last_good(trainer, pl_module)
@@ -244,10 +335,10 @@ class DivergenceGuard(Callback):
         fix += " or clip gradients with trainer.gradient_clip_val=1.0"
         if threshold:
             fix += ", or raise diagnostics.guard.max_grad_norm if such norms are expected"
-        message = f"training diverged at step {step} (epoch {trainer.current_epoch}): {what}; {kept}; {fix}."
-        self.diverged = {"step": step, "epoch": trainer.current_epoch, "layer": layer, "value": str(value),
+        message = f"training diverged at step {step} (epoch {epoch}): {what}; {kept}; {fix}."
+        self.diverged = {"step": step, "epoch": epoch, "layer": layer, "value": str(value),
                          "checkpoint": checkpoint}
-        raise TrainingDiverged(message, step=step, epoch=trainer.current_epoch, layer=layer, value=value,
+        raise TrainingDiverged(message, step=step, epoch=epoch, layer=layer, value=value,
                                checkpoint=checkpoint)
 
     def run_summary(self) -> dict[str, Any]:

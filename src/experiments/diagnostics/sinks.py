@@ -5,7 +5,9 @@ Diagnostics write to the loggers directly (``logger.log_metrics(..., step)``) in
 ``LightningModule.log``: they fire on their own interval, must not be throttled by
 ``log_every_n_steps``, and must not land in ``callback_metrics`` where checkpointing and the run
 history look for train/val/test values. Rich media need TensorBoard's ``SummaryWriter``; with a
-CSV logger (or none) they are skipped rather than failing the run.
+CSV logger (or none) they are skipped rather than failing the run. In TensorBoard every tag takes its
+TensorBoard name (``run/tensorboard.py``: ``~grad_norm/...``, after the learning curves); other loggers keep
+the plain one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from experiments.run.layout import RunDir
+from experiments.run.tensorboard import tensorboard_tag
 
 
 def network_of(pl_module: L.LightningModule) -> nn.Module:
@@ -44,6 +47,11 @@ def tensorboard_writer(trainer: L.Trainer) -> Any | None:
         if isinstance(logger, TensorBoardLogger):
             return logger.experiment
     return None
+
+
+def log_histogram(writer: Any, tag: str, values: np.ndarray, step: int) -> None:
+    """A histogram under its TensorBoard name (diagnostics sections after the learning curves, run/tensorboard.py)."""
+    writer.add_histogram(tensorboard_tag(tag), values, step)
 
 
 def histogram_sample(values: torch.Tensor, limit: int) -> np.ndarray:
@@ -80,7 +88,7 @@ def log_image(trainer: L.Trainer, tag: str, image: np.ndarray, step: int) -> Pat
     for logger in _image_loggers(trainer):
         experiment = logger.experiment
         if hasattr(experiment, "add_image"):
-            experiment.add_image(tag, image, step, dataformats="HWC")
+            experiment.add_image(tensorboard_tag(tag), image, step, dataformats="HWC")
         else:  # MLflow: one artifact per step
             experiment.log_image(logger.run_id, image, artifact_file=f"figures/{tag}/step_{step:06d}.png")
     from PIL import Image

@@ -47,6 +47,28 @@ class PoolingFactory:
             return nn.Conv2d(channels, channels, k, stride=k)
         return nn.Identity()
 
+    def like(self, channels: int, kernel_size: int | tuple[int, int], stride: int | tuple[int, int],
+             padding: int | tuple[int, int] = 0, ceil_mode: bool = False) -> nn.Module:
+        """This kind of down-sampling with another pooling layer's own geometry.
+
+        How the zoo bridge (``models/zoo.py``) swaps a standard architecture's pooling layers: ResNet's 3x3
+        stride-2 stem max-pool becomes a 3x3 stride-2 average pool (or Lp pool, or stride-2 conv), so every
+        shape after it stays the architecture's. ``kernel_size`` of the option itself is not used here.
+        Average pooling divides by the real pixels only (``count_include_pad=False``), as max pooling ignores its
+        padding; Lp pooling, which has no padding argument, pads with zeros, which add nothing to its sum.
+        """
+        if self.name == "max":
+            return nn.MaxPool2d(kernel_size, stride, padding, ceil_mode=ceil_mode)
+        if self.name == "avg":
+            return nn.AvgPool2d(kernel_size, stride, padding, ceil_mode=ceil_mode, count_include_pad=False)
+        if self.name == "lp":
+            lp = nn.LPPool2d(self.norm_type, kernel_size, stride, ceil_mode=ceil_mode)
+            pads = (padding, padding) if isinstance(padding, int) else tuple(padding)
+            return nn.Sequential(nn.ZeroPad2d((pads[1], pads[1], pads[0], pads[0])), lp) if any(pads) else lp
+        if self.name == "stride":
+            return nn.Conv2d(channels, channels, kernel_size, stride=stride, padding=padding)
+        return nn.Identity()
+
 
 def pooling_factory(name: str = "max", kernel_size: int = 2, norm_type: float = 2.0) -> PoolingFactory:
     """Hydra target of the ``pooling`` group."""

@@ -15,9 +15,10 @@ Conventions (documented once here, repeated in the report header):
   difference with its own t-interval (:mod:`~experiments.reporting.comparison`).
 * **Selection.**  With ``--best-of KEY`` each arm is reported at its best value of KEY by validation
   metric (:mod:`~experiments.reporting.selection`).
-* **Order.**  Groups are sorted by the primary metric, descending (the first of ``test/acc``,
-  ``test/miou``, ``val/acc``, ``val/miou`` present), because an ablation table is read best-first.
-  Groups without a value for it (e.g. every seed failed) come last; ties keep sweep order.
+* **Order.**  Groups are sorted by the primary metric, descending (the first of ``test/acc``, ``test/miou``,
+  ``test/probe_acc``, ``test/psnr``, ``val/acc``, ``val/miou``, ``val/psnr`` present), because an ablation
+  table is read best-first.  Groups without a value for it (e.g. every seed failed) come last; ties keep sweep
+  order.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from experiments.reporting.stats import Stat, mean_std
 METRIC_PREFIXES = ("test/", "val/", "train/")
 #: per-run numbers besides the final metrics; a column appears only when some completed run recorded it
 EXTRA_COLUMNS = ("params", "flops", "receptive_field", "wall_time_s", "vanishing_ratio")
-PRIMARY_CANDIDATES = ("test/acc", "test/miou", "val/acc", "val/miou")
+#: headline metrics: the first present sorts the table, each present gets a bar chart (probe_acc: the linear probe of
+#: an encoder, psnr: an autoencoder's reconstruction)
+PRIMARY_CANDIDATES = ("test/acc", "test/miou", "test/probe_acc", "test/psnr", "val/acc", "val/miou", "val/psnr")
 #: Override keys dropped from the group key even when they vary: they only configure Hydra itself.
 IGNORED_OVERRIDE_PREFIXES = ("hydra.",)
 #: History keys that are the x-axis, not curves.

@@ -63,6 +63,8 @@ class RunResult:
     receptive_field: float | None = None  # of the last feature map, in input pixels
     history: dict[str, list[float | None]] = field(default_factory=dict)
     gradient_flow: GradientFlow | None = None
+    tags: list[str] = field(default_factory=list)
+    debug: str | None = None  # what made it a debug run (debug=fdr, trainer.fast_dev_run...): left out by default
 
     @property
     def completed(self) -> bool:
@@ -285,6 +287,8 @@ def load_run(path: Path) -> RunResult:
         receptive_field=_as_float(data.get("receptive_field")),
         history=_load_history(data.get("history")),
         gradient_flow=_load_gradient_flow(data.get("gradient_flow")),
+        tags=_as_str_list(data.get("tags")) or [],
+        debug=str(data["debug"]) if data.get("debug") else None,
     )
 
 
@@ -304,3 +308,13 @@ def collect_runs(roots: Iterable[Path]) -> list[RunResult]:
             seen.add(resolved)
             runs.append(load_run(run_dir))
     return runs
+
+
+def select_runs(runs: Sequence[RunResult], tags: Sequence[str] = (), include_debug: bool = False
+                ) -> tuple[list[RunResult], int]:
+    """The runs a report covers: those carrying every tag in ``tags`` (``--tag``), debug runs (``debug=...``) only
+    with ``include_debug``, since a one-batch or overfitting run would skew an arm's mean. Returns the selected
+    runs and how many debug runs were left out."""
+    tagged = [run for run in runs if set(tags) <= set(run.tags)]
+    selected = [run for run in tagged if include_debug or run.debug is None]
+    return selected, len(tagged) - len(selected)

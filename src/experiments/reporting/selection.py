@@ -6,9 +6,9 @@ seed), the value whose mean *validation* metric over seeds is best is selected; 
 with the runs at that value only.
 
 * **Metric.**  The task's own checkpoint monitor: ``val/miou`` when a run is a segmentation run, else
-  ``val/acc``, else ``val/miou``, all maximised; ``val/loss``, minimised, when no other exists.  Only a
-  ``val/`` metric can be chosen: test metrics are never read here, so the test numbers of the report are
-  an unbiased estimate for the selected configuration.
+  ``val/acc``, else ``val/miou``, else ``val/psnr`` (an autoencoder's), all maximised; ``val/loss``,
+  minimised, when no other exists.  Only a ``val/`` metric can be chosen: test metrics are never read here, so
+  the test numbers of the report are an unbiased estimate for the selected configuration.
 * **Score.**  The mean over the completed runs of that value that recorded the metric.  A value whose
   mean is NaN (a seed diverged) or that has no such run is never selected.
 * **Ties.**  Values are ordered ``(default)`` first (runs that do not set KEY), then numerically when a
@@ -30,7 +30,7 @@ from experiments.reporting.stats import Stat, mean_std
 BEST_OF_OPTION = "--best-of"
 SEGMENTATION = "segmentation"
 #: (metric, maximise) in order of preference; the first present in a completed run is used.
-SELECTION_METRICS = (("val/acc", True), ("val/miou", True), ("val/loss", False))
+SELECTION_METRICS = (("val/acc", True), ("val/miou", True), ("val/psnr", True), ("val/loss", False))
 _TIE_DIGITS = 1e-12
 
 

@@ -5,13 +5,15 @@ else (a copied run dir, a download, a half-written file after a crash). ``torch.
 default executes arbitrary pickled code, and its errors for a truncated or foreign file are internal
 messages ("PytorchStreamReader failed ... central directory"). Every load in the project goes through
 :func:`load_checkpoint`: training's resume (also through Lightning, via :class:`SafeCheckpointIO`),
-testing the best checkpoint, ``python -m experiments.evaluate`` and ``python -m experiments.inspect --ckpt``.
+testing the best checkpoint, ``python -m experiments.evaluate`` and ``python -m experiments.inspect --ckpt``;
+a standard architecture's pretrained weights (``model.weights``) through :func:`load_state_dict_file`.
 
 Checks, in order, each with its own message: the path exists and is a file; it is not empty; it is a
 zip archive (what ``torch.save`` and Lightning write; a bare pickle is refused before it is unpickled);
 the archive is complete and every member passes its CRC-32 (a flipped byte in tensor data would
 otherwise load silently); it unpickles with ``weights_only=True`` (only tensors and plain containers);
-it is a Lightning checkpoint (``state_dict`` and ``pytorch-lightning_version``). Then, per use, it
+it is a Lightning checkpoint (``state_dict`` and ``pytorch-lightning_version``), or, for a weights file, a
+mapping of tensors. Then, per use, it
 matches the network (:func:`check_matches`) or holds the training state needed to continue
 (:func:`check_resumable`).
 """
@@ -49,15 +51,13 @@ def _refused_global(err: Exception) -> str:
     return found.group(0) if found else type(err).__name__
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu", key: str = "ckpt_path") -> dict[str, Any]:
-    """Load a Lightning checkpoint without executing pickled code; raise :class:`CheckpointError` if unusable."""
-    path = Path(path)
+def _read_archive(path: Path, map_location: Any, key: str, expected: str, example: str) -> Any:
+    """Unpickle a ``torch.save`` archive weights-only after the file checks of the module docstring; ``expected``
+    names what the file should be and ``example`` is such a file, for the fixes of the messages."""
     if not path.exists():
-        raise CheckpointError(path, "no such file", "point it at an existing .ckpt file, e.g. "
-                              "<run dir>/checkpoints/last.ckpt", key)
+        raise CheckpointError(path, "no such file", f"point it at an existing file, e.g. {example}", key)
     if not path.is_file():
-        raise CheckpointError(path, "it is a directory, not a checkpoint file",
-                              "name a .ckpt file inside it, e.g. checkpoints/last.ckpt", key)
+        raise CheckpointError(path, "it is a directory, not a file", f"name a file inside it, e.g. {example}", key)
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(path, "the file is empty (its save never completed)", _default_fix(path), key)
@@ -69,9 +69,9 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", key: str = "ckp
                                   _default_fix(path), key)
         if head[:1] == b"\x80":
             raise CheckpointError(path, "it is a bare pickle, not a PyTorch checkpoint archive, and unpickling it "
-                                  "could run arbitrary code", "load only checkpoints written by Lightning", key)
-        raise CheckpointError(path, "it is not a PyTorch checkpoint (not a zip archive)",
-                              "point it at a .ckpt file written by this project", key)
+                                  "could run arbitrary code", f"load only {expected}", key)
+        raise CheckpointError(path, "it is not a PyTorch checkpoint (not a zip archive)", f"point it at one of the "
+                              f"{expected}", key)
     try:
         with zipfile.ZipFile(path) as archive:
             bad_member = archive.testzip()
@@ -84,17 +84,45 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", key: str = "ckp
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(path, f"it holds pickled Python objects ({_refused_global(err)}) that weights-only "
-                              "loading refuses to execute", "load only checkpoints written by this project", key
-                              ) from None
+                              "loading refuses to execute", f"load only {expected}", key) from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(path, f"it cannot be read ({first[:160]})", _default_fix(path), key) from None
+    return checkpoint
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu", key: str = "ckpt_path") -> dict[str, Any]:
+    """Load a Lightning checkpoint without executing pickled code; raise :class:`CheckpointError` if unusable."""
+    path = Path(path)
+    checkpoint = _read_archive(path, map_location, key, "checkpoints written by this project (Lightning .ckpt files)",
+                               "<run dir>/checkpoints/last.ckpt")
     if not isinstance(checkpoint, Mapping) or any(k not in checkpoint for k in LIGHTNING_KEYS):
         what = f"top-level keys {sorted(map(str, checkpoint))[:6]}" if isinstance(checkpoint, Mapping) \
             else f"a {type(checkpoint).__name__}"
         raise CheckpointError(path, f"it is not a Lightning checkpoint ({what}, no state_dict and version)",
                               "point it at a .ckpt file from <run dir>/checkpoints", key)
     return dict(checkpoint)
+
+
+def load_state_dict_file(path: str | Path, key: str = "model.weights") -> dict[str, torch.Tensor]:
+    """The tensors of a weights file (``torch.save(model.state_dict(), path)``), read weights-only with every check.
+
+    The pretrained weights of a standard architecture (``model.weights`` of ``model=torchvision``/``timm``) come
+    from a file the user has, never from a download: torchvision's and timm's released ``.pth`` files are such
+    state dicts. A ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper (a Lightning checkpoint, a training
+    script's) is unwrapped; keys keep their prefixes, which the network's loader strips."""
+    path = Path(path)
+    saved = _read_archive(path, "cpu", key, "weight files saved with torch.save(model.state_dict(), path)",
+                          "resnet18-f37072fd.pth")
+    for wrapper in ("state_dict", "model"):
+        if isinstance(saved, Mapping) and isinstance(saved.get(wrapper), Mapping):
+            saved = saved[wrapper]
+    tensors = {str(k): v for k, v in saved.items() if isinstance(v, torch.Tensor)} if isinstance(saved, Mapping) \
+        else {}
+    if not tensors:
+        raise CheckpointError(path, f"it holds no weights keyed by layer name (a {type(saved).__name__})",
+                              "save them with torch.save(model.state_dict(), path)", key)
+    return tensors
 
 
 def check_matches(checkpoint: Mapping[str, Any], module: nn.Module, path: str | Path, key: str = "ckpt_path") -> None:

@@ -7,9 +7,13 @@ A run dir is self-describing (the report, ``evaluate`` and ``resume`` need nothi
       config.yaml                         the composed config of the run's *first* start (kept for resume)
       metrics.json                        the RunRecord: status, metrics, provenance, history, diagnostics
       checkpoints/best.ckpt last.ckpt     best by the monitored val metric; last epoch or interrupted batch
+      checkpoints/averaged.ckpt           the final averaged weights (callbacks ema or swa), the ones tested
       evaluation-<ckpt>.json              written by python -m experiments.evaluate
-      tensorboard/ csv/                   logger output
+      probe.json                          the linear probe of the encoder (probe=true, or evaluate --probe)
+      pretrain/                           pretrain=autoencoder: the unsupervised run this run's encoder starts from
+      tensorboard/<run name>/ csv/        logger output (the TensorBoard run named by its overrides, run/naming.py)
       figures/<tag>/step_<n>.png          every image a diagnostic or task logs, whatever the logger
+      profiler/fit-profile.txt            debug=profiler's report (and a Chrome trace with trainer.profiler=pytorch)
       train.log
 
 Standard library only, so the config-error path, validation and the sweep callback can use it without
@@ -32,8 +36,21 @@ HYDRA_OVERRIDES = "overrides.yaml"
 CHECKPOINTS = "checkpoints"
 #: checkpoint names (``checkpoints/<name>.ckpt``) a user can pick by name, e.g. ``evaluate RUN ckpt=last``
 BEST, LAST = "best", "last"
+#: the final averaged weights of a run with callbacks ema or swa (what it tests)
+AVERAGED = "averaged"
+#: ModelCheckpoint's file-name pattern when it keeps the k > 1 best (``best-epoch007.ckpt``)
+RANKED_BEST = "best-epoch{epoch:03d}"
 CHECKPOINT_SUFFIX = ".ckpt"
 FIGURES = "figures"
+#: the TensorBoard logger's folder; each run's events lie in a sub-directory named after the run
+TENSORBOARD = "tensorboard"
+#: TensorBoard's event-file names (its own pattern)
+TENSORBOARD_EVENTS = "events.out.tfevents.*"
+#: the profiler report folder (``debug=profiler``) and its file stem: Lightning writes ``<stage>-profile.txt``
+PROFILER, PROFILE = "profiler", "profile"
+#: the linear probe's result (run/probe.py) and the nested pre-training run's folder (run/pretrain.py)
+PROBE = "probe.json"
+PRETRAINING = "pretrain"
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,35 @@ class RunDir:
     @property
     def best_checkpoint(self) -> Path:
         return self.checkpoint(BEST)
+
+    @property
+    def averaged_checkpoint(self) -> Path:
+        return self.checkpoint(AVERAGED)
+
+    @property
+    def profiler(self) -> Path:
+        return self.root / PROFILER
+
+    @property
+    def probe(self) -> Path:
+        """The linear probe of the run's encoder: accuracies, feature size, solver (``run/probe.py``)."""
+        return self.root / PROBE
+
+    @property
+    def pretraining(self) -> RunDir:
+        """The run dir of this run's unsupervised pre-training (``pretrain=autoencoder``), a complete run itself."""
+        return RunDir(self.root / PRETRAINING)
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / TENSORBOARD
+
+    def tensorboard_events(self) -> Path | None:
+        """The folder holding this run's TensorBoard event files (``tensorboard/<run name>/``, or ``tensorboard/``
+        itself for runs from before run names); None when there are none."""
+        if not self.tensorboard.is_dir():
+            return None
+        return min((p.parent for p in self.tensorboard.rglob(TENSORBOARD_EVENTS)), default=None)
 
     def evaluation(self, label: str) -> Path:
         """Where ``python -m experiments.evaluate`` saves the metrics of checkpoint ``label``."""

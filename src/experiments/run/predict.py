@@ -4,12 +4,14 @@ training data looked, write class probabilities (CSV) or colour-palette mask PNG
 Kept apart from ``evaluate.py`` so that the image conventions live in one place: an image is resized to
 the run's ``data.image_size`` (bilinear; masks go back to the original size with nearest neighbour, so
 that they overlay the input), converted to the run's channel count, scaled to [0, 1] and standardised
-with the training split's per-channel mean/std, exactly as ``data/datamodule.standardise`` did.
+with the training split's per-channel mean/std, exactly as ``data/datamodule.standardise`` did. An
+autoencoder's predictions are its reconstructions, as PNGs, with their PSNR.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -86,4 +88,25 @@ def write_masks(
             mask_image(mask, size).save(target)
             counts = torch.bincount(mask.flatten(), minlength=len(classes)).double()
             writer.writerow([file.name, target.name, *(f"{f:.6f}" for f in (counts / counts.sum()).tolist())])
+    return table
+
+
+def write_reconstructions(
+    out: str | Path, files: Sequence[Path], inputs: torch.Tensor, reconstructions: torch.Tensor,
+) -> Path:
+    """An autoencoder's predictions: ``<out>/<stem>_reconstruction.png`` per image (at the run's image size, where
+    the network saw it) and a CSV of each image's reconstruction PSNR, 10 log10(1 / MSE) on [0, 1] pixels, against
+    the input as the network saw it (resized to that size). Both tensors are (N, C, S, S) pixels in [0, 1]."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / "predictions.csv"
+    with table.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "reconstruction", "psnr"])
+        for file, seen, recon in zip(files, inputs, reconstructions, strict=True):
+            target = out / f"{file.stem}_reconstruction.png"
+            pixels = (recon.clamp(0, 1) * 255).round().to(torch.uint8)
+            Image.fromarray(pixels.permute(1, 2, 0).squeeze(-1).numpy()).save(target)  # (S, S, 3) RGB or (S, S) L
+            mse = float((recon.clamp(0, 1) - seen).pow(2).mean())
+            writer.writerow([file.name, target.name, f"{10 * math.log10(1 / max(mse, 1e-12)):.4f}"])
     return table

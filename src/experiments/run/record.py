@@ -10,9 +10,10 @@ diagnostics gathered so far, before the error goes on to the caller. Two rules k
 * under DDP only the global-zero process writes.
 
 ``metrics.json`` keys (stable for users and the report): status, error, task, choices, overrides, seed,
-run_dir, metrics, params, world_size, wall_time_s, epochs, best_checkpoint, history, diagnostics
+run_dir, tags, debug, metrics, params, world_size, wall_time_s, epochs, best_checkpoint, averaged, history, diagnostics
 summaries (vanishing_ratio, gradient_flow, flops, receptive_field ...), data_stats, resumed_from,
-resumes, provenance (versions of Python, torch, Lightning, torchvision and this project, the git commit).
+resumes, provenance (versions of Python, torch, Lightning, torchvision and this project, the git commit), and
+what the network's own ``run_summary()`` returns (``zoo``: a standard architecture's swapped modules).
 """
 
 from __future__ import annotations
@@ -30,21 +31,22 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import ConfigError, RunInterrupted
-from experiments.run.layout import RunDir, write_json
+from experiments.run.layout import RunDir, read_json, write_json
+from experiments.run.naming import current_swept_keys, default_choices, override_key, run_name
+from experiments.validation import run_task
 
 log = logging.getLogger(__name__)
 
 #: groups whose choice is recorded with every run (HParams columns, report grouping)
 RECORDED_GROUPS = (
-    "model", "activation", "pooling", "norm", "upsampling", "init", "loss", "optimizer", "scheduler", "data",
-    "trainer", "diagnostics", "experiment",
+    "model", "activation", "pooling", "norm", "upsampling", "init", "loss", "optimizer", "scheduler", "data", "augment",
+    "trainer", "diagnostics", "experiment", "debug", "pretrain",
 )
 #: override keys that say how a run was launched, not what it is (the report groups by the others)
-LAUNCH_KEYS = ("resume", "ckpt_path")
+#: (tags label a run, print_config only changes the console)
+LAUNCH_KEYS = ("resume", "ckpt_path", "tags", "print_config")
 
 
-def override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def group_choices(cfg: DictConfig) -> dict[str, str]:
@@ -58,6 +60,23 @@ def group_choices(cfg: DictConfig) -> dict[str, str]:
     else:
         choices = {}
     return {g: str(choices[g]) for g in RECORDED_GROUPS if choices.get(g) is not None}
+
+
+def run_tags(cfg: DictConfig) -> list[str]:
+    """The run's ``tags=[...]`` as strings (validation has checked they are a list)."""
+    tags = cfg.get("tags") or []
+    return [str(tag) for tag in ([tags] if isinstance(tags, str) else tags)]
+
+
+def debug_mode(cfg: DictConfig, choices: dict[str, str]) -> str | None:
+    """What makes this a debug run, or None: the ``debug`` group's option, else a debug switch of Lightning's set
+    by hand (``trainer.fast_dev_run``, ``trainer.overfit_batches``). The report leaves debug runs out."""
+    if choices.get("debug"):
+        return choices["debug"]
+    for switch in ("fast_dev_run", "overfit_batches"):
+        if OmegaConf.select(cfg, f"trainer.{switch}", default=None):
+            return f"trainer.{switch}"
+    return None
 
 
 def task_overrides(cfg: DictConfig) -> list[str]:
@@ -100,31 +119,65 @@ def provenance() -> dict[str, Any]:
     return {"versions": versions, "git_commit": commit, "git_dirty": dirty}
 
 
-def hyperparameters(cfg: DictConfig, choices: dict[str, str], overrides: list[str]) -> dict[str, Any]:
-    """The fixed key set logged to TensorBoard's HParams tab: group choices, seed, a few scalars, and every
-    overridden key, so that the columns line up across a sweep whose jobs share their override keys."""
-    hp: dict[str, Any] = {g: choices.get(g, "") for g in RECORDED_GROUPS}
+def tensorboard_run_name(cfg: DictConfig) -> str:
+    """The run's name in TensorBoard (``${tensorboard_run:}``): its swept overrides in a sweep, else what it
+    overrides (:mod:`experiments.run.naming`)."""
+    from experiments.config import conf_dir
+
+    return run_name(task_overrides(cfg), current_swept_keys(), default_choices(conf_dir() / "train.yaml"))
+
+
+def hyperparameters(cfg: DictConfig, choices: dict[str, str], overrides: list[str],
+                    swept: list[str] | None = None) -> dict[str, Any]:
+    """The fixed key set logged to TensorBoard's HParams tab, in column order: the sweep's ``swept`` keys first,
+    then group choices, seed, a few scalars and every other overridden key, so that the columns line up across a
+    sweep whose jobs share their override keys. Keys are written as they are overridden (``optimizer.lr``), so a
+    swept value never appears twice under two names."""
+    hp: dict[str, Any] = {}
+    for key in swept or []:
+        hp[key] = choices[key] if key in choices else OmegaConf.select(cfg, key, default=None)
+    hp.update({g: choices.get(g, "") for g in RECORDED_GROUPS if g not in hp})
+    hp.update({key: OmegaConf.select(cfg, key, default=None) for key in
+               ("seed", "optimizer.lr", "data.batch_size", "trainer.max_epochs") if key not in hp})
     hp.update(
-        seed=cfg.seed,
-        lr=OmegaConf.select(cfg, "optimizer.lr"),
-        batch_size=OmegaConf.select(cfg, "data.batch_size"),
-        max_epochs=OmegaConf.select(cfg, "trainer.max_epochs"),
+        tags=",".join(run_tags(cfg)),
     )
     for item in overrides:
         key = override_key(item)
         if key not in hp and not key.startswith("hydra"):
-            value = OmegaConf.select(cfg, key, default=None)
-            hp[key] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return {k: ("" if v is None else v) for k, v in hp.items()}
+            hp[key] = OmegaConf.select(cfg, key, default=None)
+    return {k: ("" if v is None else v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hp.items()}
 
 
-def log_hparams(logger: Any, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-    """HParams with their final metrics where the logger supports the pairing (TensorBoard), else side by side."""
-    if "metrics" in inspect.signature(logger.log_hyperparams).parameters:
-        logger.log_hyperparams(hparams, metrics=metrics)
+def final_columns(metrics: dict[str, float | None], params: int | None, wall_time_s: float | None) -> dict[str, float]:
+    """The HParams metric columns: the final metrics the report uses plus parameter count and wall time, ordered so
+    that TensorBoard's first five (the ones it shows unasked) are the score on test, val and train, params and wall
+    time; then the losses, then the rest. None (a diverged value) becomes NaN so every run has the same columns."""
+    best = next((k for k in metrics if k.startswith("val/best_")), None)
+    score = best.removeprefix("val/best_") if best else "acc"
+    lead = [f"{split}/{score}" for split in ("test", "val", "train")]
+    losses = [f"{split}/loss" for split in ("test", "val", "train")]
+    values: dict[str, float | None] = dict(metrics)
+    values.update(params=params, wall_time_s=wall_time_s)
+    order = [*lead, "params", "wall_time_s", *losses]
+    keys = [k for k in order if k in values] + sorted(k for k in values if k not in order)
+    return {k: float("nan") if values[k] is None else float(values[k]) for k in keys}
+
+
+def log_hparams(logger: Any, hparams: dict[str, Any], metrics: dict[str, float], swept: list[str] | None = None,
+                step: int | None = None) -> None:
+    """HParams with their final metrics: our TensorBoard logger writes the table (swept keys first, these metric
+    columns only); another logger that pairs them (a plain TensorBoardLogger) gets ``final/<metric>``; the rest
+    (CSV, MLflow) get the parameters and the ``final/<metric>`` values side by side."""
+    if hasattr(logger, "log_hparams_table"):
+        logger.log_hparams_table(hparams, metrics, differs=swept or (), step=step)
     else:
-        logger.log_hyperparams(hparams)
-        logger.log_metrics(metrics)
+        final = {f"final/{k}": v for k, v in metrics.items()}
+        if "metrics" in inspect.signature(logger.log_hyperparams).parameters:
+            logger.log_hyperparams(hparams, metrics=final)
+        else:
+            logger.log_hyperparams(hparams)
+            logger.log_metrics(final, step=step)
     logger.save()
 
 
@@ -140,8 +193,9 @@ class RunRecord:
         self.dir = RunDir(str(cfg.run_dir))
         self.choices, self.overrides = group_choices(cfg), task_overrides(cfg)
         self.payload: dict[str, Any] = {
-            "status": "running", "error": None, "task": OmegaConf.select(cfg, "data.task"), "choices": self.choices,
+            "status": "running", "error": None, "task": run_task(cfg), "choices": self.choices,
             "overrides": self.overrides, "seed": cfg.get("seed"), "run_dir": str(self.dir.root),
+            "tags": run_tags(cfg), "debug": debug_mode(cfg, self.choices),
         }
         # a resume protects the record it continues until training has really started again
         self._protected = bool(cfg.get("resume")) and self.dir.metrics.exists()
@@ -176,7 +230,8 @@ class RunRecord:
     def follow(self, plan: Any) -> DictConfig:
         """Adopt the resume plan: a continued run keeps its own config, overrides and choices."""
         self.cfg, self.choices, self.overrides = plan.cfg, plan.choices, plan.overrides
-        self.payload.update(task=self.cfg.data.task, choices=self.choices, overrides=self.overrides, seed=self.cfg.seed)
+        self.payload.update(task=run_task(self.cfg), choices=self.choices, overrides=self.overrides, seed=self.cfg.seed,
+                            tags=run_tags(self.cfg), debug=debug_mode(self.cfg, self.choices))
         if plan.resuming:
             self.payload.update(resumed_from=str(plan.checkpoint), resumes=int(plan.previous.get("resumes", 0)) + 1)
             self._earlier_wall_time = float(plan.previous.get("wall_time_s") or 0.0)
@@ -198,6 +253,8 @@ class RunRecord:
         self._writer, self._protected = bool(trainer.is_global_zero), False
         self.payload.update(params=sum(p.numel() for p in network.parameters()), world_size=trainer.world_size,
                             provenance=provenance())
+        if hasattr(network, "run_summary"):  # what the network says of itself (a zoo model: its swapped modules)
+            self.payload.update(network.run_summary())
         if self._writer:
             snapshot(self.cfg, self.dir.root)
             if "resumed_from" in self.payload:
@@ -209,11 +266,13 @@ class RunRecord:
         self.payload.update(status="completed", metrics=metrics, wall_time_s=self._wall_time(), **fields)
         self.payload.update(self._summaries())
         if self._writer:
-            logger = self._trainer.logger if self._trainer is not None else None
-            if logger:
-                # None (a diverged value) is logged as NaN so every run of a sweep has the same metric columns
-                final = {f"final/{k}": (float("nan") if v is None else v) for k, v in metrics.items()}
-                log_hparams(logger, hyperparameters(self.cfg, self.choices, self.overrides), final)
+            loggers = self._trainer.loggers if self._trainer is not None else []
+            swept = current_swept_keys()
+            hparams = hyperparameters(self.cfg, self.choices, self.overrides, swept)
+            final = final_columns(metrics, self.payload.get("params"), self.payload.get("wall_time_s"))
+            step = self._trainer.global_step if self._trainer is not None else None
+            for logger in loggers:  # TensorBoard's HParams, CSV's hparams.yaml, MLflow's params
+                log_hparams(logger, hparams, final, swept, step)
             self._write()
         return self.payload
 
@@ -239,4 +298,19 @@ class RunRecord:
 
     def _write(self) -> None:
         write_json(self.dir.metrics, self.payload)
+
+    @staticmethod
+    def add_metrics(run_dir: str | Path, metrics: dict[str, float]) -> bool:
+        """Add metrics measured after a completed run (``evaluate --probe``: ``test/probe_acc``) to its record, so the
+        report sees them; the run's own metrics keep their values. False (nothing written) unless it completed."""
+        run = RunDir(run_dir)
+        try:
+            record = read_json(run.metrics)
+        except (OSError, ValueError):
+            return False
+        if not isinstance(record, dict) or record.get("status") != "completed":
+            return False
+        record["metrics"] = {**(record.get("metrics") or {}), **metrics}
+        write_json(run.metrics, record)
+        return True
 

@@ -20,6 +20,8 @@ class Task(L.LightningModule):
     #: metric that selects the best checkpoint, and whether larger is better
     monitor: str = "val/loss"
     monitor_mode: str = "min"
+    #: a compiled view of ``network`` (``trainer.compile``, set by experiments.speed.compile); None: eager
+    compiled: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __init__(
         self,
@@ -42,15 +44,17 @@ class Task(L.LightningModule):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x)
+        return self.network(x) if self.compiled is None else self.compiled(x)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = self.loss_fn(logits, y)
         training = split == "train"
-        # sync_dist: under DDP every logged mean is over all ranks (a no-op on one device); torchmetrics sync themselves
-        self.log(f"{split}/loss", loss, on_step=training, on_epoch=True, prog_bar=True, sync_dist=True)
+        # sync_dist: under DDP every logged mean is over all ranks (a no-op on one device); torchmetrics sync
+        # themselves. Not on the progress bar while training: Lightning turns a step value shown there into a float
+        # after every batch, which waits for the GPU each step; the step value is logged every log_every_n_steps.
+        self.log(f"{split}/loss", loss, on_step=training, on_epoch=True, prog_bar=not training, sync_dist=True)
         metrics = getattr(self, f"{split}_metrics")
         metrics.update(logits.detach(), y)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split == "val")

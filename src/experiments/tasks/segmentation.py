@@ -47,9 +47,10 @@ def sample_grid(images: torch.Tensor, targets: torch.Tensor, preds: torch.Tensor
 
     Inputs are standardised, so each is min-max scaled for display; masks are colour-coded with
     :func:`palette` (as k/255, which TensorBoard's x255 turns back into exactly k). A grayscale input is
-    repeated to RGB.
+    repeated to RGB. Target pixels outside the classes (``ignore_index``, VOC's 255 borders) are white.
     """
-    colours = palette(num_classes).float() / 255
+    colours = torch.cat([palette(num_classes).float() / 255, torch.ones(1, 3)])
+    targets = torch.where((targets >= 0) & (targets < num_classes), targets, num_classes)
     lo = images.amin(dim=(1, 2, 3), keepdim=True)
     hi = images.amax(dim=(1, 2, 3), keepdim=True)
     shown = (images - lo) / (hi - lo).clamp_min(1e-6)
@@ -75,17 +76,19 @@ class SegmentationTask(Task):
         num_classes: int,
         scheduler: SchedulerFactory | None = None,
         class_names: Sequence[str] | None = None,
+        ignore_index: int | None = None,
     ) -> None:
         self.num_classes = num_classes
+        self.ignore_index = ignore_index  # unlabelled pixels (VOC's 255): counted by no metric, as by no loss
         super().__init__(network, loss, optimizer, scheduler)
         self.class_names = list(class_names) if class_names is not None else None
-        self.test_iou = MulticlassJaccardIndex(num_classes, average="none")
+        self.test_iou = MulticlassJaccardIndex(num_classes, average="none", ignore_index=ignore_index)
         self._samples_logged = False
 
     def build_metrics(self) -> MetricCollection:
         return MetricCollection({
-            "pixel_acc": MulticlassAccuracy(self.num_classes, average="micro"),
-            "miou": MulticlassJaccardIndex(self.num_classes, average="macro"),
+            "pixel_acc": MulticlassAccuracy(self.num_classes, average="micro", ignore_index=self.ignore_index),
+            "miou": MulticlassJaccardIndex(self.num_classes, average="macro", ignore_index=self.ignore_index),
         })
 
     def names(self) -> list[str]:
