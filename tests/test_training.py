@@ -111,3 +111,12 @@ def test_cli_trains_and_prints_its_run_dir(tmp_path: Path) -> None:
     assert saved["choices"]["model"] == "cnn" and saved["choices"]["activation"] == "relu"
     assert "trainer.max_epochs=2" in saved["overrides"]
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / ".hydra" / "overrides.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_the_default_run_reaches_the_accuracy_the_readme_states(make_cfg) -> None:
+    """README: the default run (cnn + relu on shapes, 8 epochs) reaches about 97 % validation accuracy."""
+    cfg = make_cfg(["trainer.enable_progress_bar=false"], tiny=False)
+    record = train(cfg)
+    assert record["status"] == "completed" and record["epochs"] == 8
+    assert record["metrics"]["val/acc"] >= 0.95 and record["metrics"]["test/acc"] >= 0.95
