@@ -108,3 +108,17 @@ def test_segmentation_masks_are_palette_pngs_at_the_input_size(tmp_path: Path) -
     rows = list(csv.DictReader(table.open()))
     assert float(rows[0]["circle"]) == pytest.approx(16 / 64) and float(rows[1]["ring"]) == pytest.approx(0.5)
     assert mask_image(masks[0]).getpixel((0, 0)) == 0
+
+
+def test_checkpoint_names_resolve_in_the_run_dir_and_best_falls_back_to_the_recorded_result(tmp_path: Path) -> None:
+    """save_top_k > 1 keeps no best.ckpt and ema/swa runs test averaged.ckpt: ``best`` is what the run recorded."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    assert ev.resolve_checkpoint(run, "last") == run / "checkpoints" / "last.ckpt"
+    assert ev.resolve_checkpoint(run, "averaged") == run / "checkpoints" / "averaged.ckpt"
+    assert ev.resolve_checkpoint(run, str(tmp_path / "x.ckpt")) == tmp_path / "x.ckpt"
+    recorded = run / "checkpoints" / "best-epoch003.ckpt"
+    (run / "metrics.json").write_text(json.dumps({"status": "completed", "best_checkpoint": str(recorded)}))
+    assert ev.resolve_checkpoint(run, "best") == recorded
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"")
+    assert ev.resolve_checkpoint(run, "best") == run / "checkpoints" / "best.ckpt"

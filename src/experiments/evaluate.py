@@ -1,4 +1,4 @@
-"""``python -m experiments.evaluate RUN_DIR [ckpt=best|last|PATH] [data=OPTION] [data.KEY=VALUE] [--predict DIR]``
+"""``python -m experiments.evaluate RUN_DIR [ckpt=best|last|averaged|PATH] [data=...] [--predict DIR]``
 
 Re-test a finished (or interrupted) run, or apply it to new images, from nothing but its run dir:
 
@@ -41,9 +41,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from experiments.config import hydra_error_line, register_resolvers
 from experiments.errors import ConfigError
-from experiments.run.layout import BEST, LAST, RunDir, write_json
+from experiments.run.layout import AVERAGED, BEST, LAST, RunDir, write_json
 
-CHECKPOINT_NAMES = (BEST, LAST)
+CHECKPOINT_NAMES = (BEST, LAST, AVERAGED)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and saved to <run dir>/evaluation-<ckpt>.json), or predict a folder of images with it.",
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run dir, e.g. outputs/runs/<date>/<time>")
-    parser.add_argument("options", nargs="*", metavar="ckpt=best|last|PATH | data=OPTION | data.KEY=VALUE",
+    parser.add_argument("options", nargs="*", metavar="ckpt=best|last|averaged|PATH | data=OPTION | data.KEY=VALUE",
                         help="which checkpoint: the run's best (default) or last, or a .ckpt file; data=<option> "
                              "and/or data.<key>=<value> to test on other data (e.g. data.test_noise=0.2)")
     parser.add_argument("--predict", type=Path, metavar="FOLDER", help="predict every image in FOLDER instead")
@@ -74,7 +74,7 @@ def parse_options(options: Sequence[str]) -> dict[str, Any]:
             parsed["data"].append(option)
             continue
         if not sep or key != "ckpt" or not value:
-            raise ConfigError(key or option, value, "the options are ckpt=best|last|PATH, data=<option> and "
+            raise ConfigError(key or option, value, "the options are ckpt=best|last|averaged|PATH, data=<option> and "
                               "data.<key>=<value>", "use e.g. ckpt=last or data.test_noise=0.2")
         parsed[key] = value
     return parsed
@@ -97,7 +97,17 @@ def load_run_config(run_dir: str | Path) -> DictConfig:
 
 
 def resolve_checkpoint(run_dir: str | Path, spec: str) -> Path:
-    return RunDir(run_dir).checkpoint(spec) if spec in CHECKPOINT_NAMES else Path(spec)
+    """``best``/``last``/``averaged`` name files of the run dir, anything else is a path. Without a ``best.ckpt``
+    (``save_top_k > 1`` keeps ``best-epoch<N>.ckpt`` files; ema/swa test ``averaged.ckpt``) ``best`` is the
+    checkpoint the run itself recorded as its result in metrics.json."""
+    run = RunDir(run_dir)
+    if spec not in CHECKPOINT_NAMES:
+        return Path(spec)
+    path = run.checkpoint(spec)
+    recorded = (run.read_record() or {}).get("best_checkpoint")
+    if spec == BEST and not path.is_file() and recorded:
+        return Path(recorded)
+    return path
 
 
 def _checkpoint_label(spec: str, path: Path) -> str:
