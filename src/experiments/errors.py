@@ -98,6 +98,17 @@ class RunInterrupted(Exception):
         return 128 + self.signum
 
 
+class RunPruned(Exception):
+    """A hyper-parameter search stopped this trial early: its validation metric at ``epoch`` was hopeless next to
+    the other trials' at the same epoch (and seed). Not a failure: the run's record says ``pruned``, the sweep goes on
+    and exits 0, and ``resume=true`` skips it."""
+
+    def __init__(self, epoch: int, value: float | None, monitor: str) -> None:
+        self.epoch, self.value, self.monitor = int(epoch), value, monitor
+        shown = "n/a" if value is None else f"{value:.4g}"
+        super().__init__(f"pruned by the search at epoch {epoch} ({monitor}={shown})")
+
+
 class ReceptiveFieldError(RuntimeError):
     """The theoretical receptive field of a model cannot be computed (:mod:`experiments.analysis.receptive_field`).
 
