@@ -1,8 +1,8 @@
-"""The six classic ablations of ``conf/experiment/`` at their documented GPU sizes, 3 seeds each, packed onto one GPU.
+"""The six classic ablations of ``conf/experiment/`` at ``scale=gpu``, 3 seeds each, packed onto one GPU.
 
-Each experiment's header documents its full size ("Full size on a GPU: ..."); this script reads those overrides from
-the YAML files (so they are stated once) and starts the six sweeps at the same time, each a
-``python -m experiments.train -m experiment=<name> seed=0,1,2 <full size> hydra/launcher=packed`` sweep. Its
+Each study's full size is its ``conf/budget/<name>/gpu.yaml``, chosen by ``scale=gpu`` (README "Scale"), so it is
+stated once; this script starts the six sweeps at the same time, each a
+``python -m experiments.train -m experiment=<name> scale=gpu seed=0,1,2 hydra/launcher=packed`` sweep. Its
 ``hydra.launcher.n_jobs`` is its share of ``--jobs`` concurrent jobs (in proportion to its number of jobs, at least
 one), and every job is told the total (``trainer.packed_jobs``) so that threads, its GPU memory cap and its
 device-resident data budget are sized for all of them. It prints each sweep's wall time and the total, the goal
@@ -21,42 +21,41 @@ import argparse
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ("plain_vs_residual", "sigmoid_vs_relu", "pooling", "upsampling", "mse_vs_ce", "dilation")
-OVERRIDE = re.compile(r"[\w./]+=\S+")
+#: the scale the suite runs at (conf/scale/gpu.yaml and each study's conf/budget/<name>/gpu.yaml)
+SCALE = "scale=gpu"
 #: --smoke: these replace the GPU sizes (and trainer=gpu), so that every job of every sweep takes seconds on a CPU
 SMOKE = {"trainer": "cpu", "data.train_size": "128", "data.val_size": "32", "data.test_size": "32",
          "data.batch_size": "32", "trainer.max_epochs": "1", "model.width": "4", "data.image_size": None}
 
 
-def experiment_file(name: str) -> Path:
-    return REPO / "conf" / "experiment" / f"{name}.yaml"
-
-
 def gpu_sizes(name: str) -> list[str]:
-    """The overrides under "Full size on a GPU" in the experiment's header comment (``key=value`` tokens)."""
-    lines = experiment_file(name).read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if "Full size on a GPU" in line)
-    tokens: list[str] = []
-    for line in lines[start + 1:]:
-        if not line.startswith("#   "):  # the block is the indented comment lines right below
-            break
-        tokens += [t for t in line[1:].replace("\\", " ").split() if OVERRIDE.fullmatch(t)]
-    return tokens
+    """The overrides that put a study at full size: the scale switch (its numbers live in conf/budget/)."""
+    return [SCALE]
+
+
+def grid(name: str, overrides: list[str]) -> dict[str, str]:
+    """The study's sweep at these overrides, as Hydra composes it (the scale's budget may widen the grid)."""
+    from hydra import compose, initialize_config_dir
+
+    from experiments.config import conf_dir
+
+    fixed = [o for o in overrides if "," not in o.split("=", 1)[-1]]
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={name}", *fixed], return_hydra_config=True)
+    return {str(k): str(v) for k, v in cfg.hydra.sweeper.params.items()}
 
 
 def grid_size(name: str, overrides: list[str]) -> int:
-    """Jobs per seed: the product of the experiment's sweep values, a command-line sweep of a key replacing its own."""
-    params = dict(yaml.safe_load(experiment_file(name).read_text())["hydra"]["sweeper"]["params"])
+    """Jobs per seed: the product of the study's sweep values, a command-line sweep of a key replacing its own."""
+    params = grid(name, overrides)
     for token in overrides:
         key, value = token.split("=", 1)
         if "," in value:
@@ -78,6 +77,7 @@ def shares(jobs: dict[str, int], total: int) -> dict[str, int]:
 
 
 def smoke_sizes(tokens: list[str]) -> list[str]:
+    """The study's full-size overrides with the sizes replaced by tiny ones (the grid, scale=gpu's, stays)."""
     kept = [t for t in tokens if t.split("=", 1)[0] not in SMOKE]
     return kept + [f"{k}={v}" for k, v in SMOKE.items() if v is not None]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The six classic ablations at their documented GPU sizes, 3 seeds each, as packed sweeps on one GPU; prints the
+# The six classic ablations at scale=gpu (conf/budget/<study>/gpu.yaml), 3 seeds each, as packed sweeps on one GPU; prints the
 # total wall time. All options are benchmarks/classic_suite.py's (--jobs, --seeds, --out, --smoke, overrides).
 #   bash benchmarks/classic_suite.sh                # on the GPU machine
 #   bash benchmarks/classic_suite.sh --smoke        # a CPU check with tiny sizes

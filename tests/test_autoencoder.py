@@ -26,6 +26,7 @@ from experiments.layers.upsampling import UPSAMPLINGS, upsampling_factory
 from experiments.models.autoencoder import Autoencoder
 from experiments.models.cnn import CNN
 from experiments.run.layout import RunDir
+from experiments.specs import EncoderSpec
 from experiments.tasks.reconstruction import PixelBCE, PixelMSE, ReconstructionTask
 from experiments.train import train
 from experiments.validation import run_task, validate
@@ -35,7 +36,7 @@ pytest_plugins = ["tests.autoencoder_run"]
 
 def tiny_autoencoder(upsampling: str, pooling: str = "max", **kwargs) -> Autoencoder:
     return Autoencoder(3, activation_factory("relu"), pooling_factory(pooling), upsampling_factory(upsampling),
-                       stages=3, width=4, bottleneck=6, **kwargs)
+                       EncoderSpec(stages=3, width=4), bottleneck=6, **kwargs)
 
 
 @pytest.mark.parametrize("size", [32, 33, 29, 17])
@@ -65,8 +66,9 @@ def test_unpool_decoder_uses_the_encoders_own_indices() -> None:
 def test_the_encoder_is_the_cnns_encoder_name_for_name_and_shape_for_shape() -> None:
     """What makes encoder_from work: an autoencoder's encoder weights fit a cnn with the same encoder keys."""
     act, pool = activation_factory("relu"), pooling_factory("max")
-    ae = Autoencoder(3, act, pool, upsampling_factory("unpool"), stages=3, width=8, norm_layer=norm_factory("batch"))
-    cnn = CNN(3, 6, 32, act, pool, stages=3, width=8, norm_layer=norm_factory("batch"))
+    spec = EncoderSpec(stages=3, width=8)
+    ae = Autoencoder(3, act, pool, upsampling_factory("unpool"), spec, norm_layer=norm_factory("batch"))
+    cnn = CNN(3, 6, 32, act, pool, spec, norm_layer=norm_factory("batch"))
     shapes = {k: tuple(v.shape) for k, v in ae.encoder.state_dict().items()}
     assert shapes == {k: tuple(v.shape) for k, v in cnn.encoder.state_dict().items()}
     cnn.encoder.load_state_dict(ae.encoder.state_dict())
@@ -76,7 +78,7 @@ def test_bottleneck_sets_the_code_width_and_null_removes_it() -> None:
     squeezed = tiny_autoencoder("nearest")
     assert squeezed.bottleneck[0][0].out_channels == 6
     plain = Autoencoder(3, activation_factory("relu"), pooling_factory("max"), upsampling_factory("nearest"),
-                        stages=2, width=4, bottleneck=None)
+                        EncoderSpec(stages=2, width=4), bottleneck=None)
     assert isinstance(plain.bottleneck, torch.nn.Identity)
     assert plain(torch.randn(2, 3, 16, 16)).shape == (2, 3, 16, 16)
 

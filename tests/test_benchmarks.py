@@ -12,13 +12,11 @@ from benchmarks import classic_suite
 from tests.conftest import REPO
 
 
-def test_the_classic_suite_reads_each_experiments_gpu_size_from_its_header() -> None:
+def test_the_classic_suite_runs_each_study_at_scale_gpu() -> None:
     for name in classic_suite.EXPERIMENTS:
-        sizes = classic_suite.gpu_sizes(name)
-        keys = {token.split("=", 1)[0] for token in sizes}
-        assert "trainer" in keys and {"data.train_size", "trainer.max_epochs"} <= keys, (name, sizes)
-    # the header widens plain_vs_residual's grid to the paper's depths: 3 depths x residual or plain
-    assert "model.depth=20,56,110" in classic_suite.gpu_sizes("plain_vs_residual")
+        assert classic_suite.gpu_sizes(name) == ["scale=gpu"]
+    # scale=gpu's budget widens plain_vs_residual's grid to the paper's depths: 3 depths x residual or plain
+    assert classic_suite.grid("plain_vs_residual", ["scale=gpu"])["model.depth"] == "20,56,110"
     names = classic_suite.EXPERIMENTS
     jobs = {name: 3 * classic_suite.grid_size(name, classic_suite.gpu_sizes(name)) for name in names}
     assert jobs["plain_vs_residual"] == 18 and jobs["sigmoid_vs_relu"] == 15 and sum(jobs.values()) == 63
@@ -30,8 +28,9 @@ def test_the_classic_suite_shares_the_concurrent_jobs_in_proportion() -> None:
     assert sum(share.values()) == 32 and share["a"] >= share["b"] >= share["c"] >= share["e"] >= 1
     assert classic_suite.shares(jobs, 2) == dict.fromkeys(jobs, 1)  # every sweep runs, one job at a time
     assert classic_suite.shares({"a": 2}, 32) == {"a": 2}  # never more at once than it has
-    smoke = classic_suite.smoke_sizes(["trainer=gpu", "data.train_size=50000", "model.depth=20,56,110"])
+    smoke = classic_suite.smoke_sizes(["scale=gpu", "data.train_size=50000", "model.depth=20,56,110"])
     assert "trainer=cpu" in smoke and "model.depth=20,56,110" in smoke and "data.train_size=50000" not in smoke
+    assert "scale=gpu" in smoke
 
 
 @pytest.mark.slow  # trains the framework and the plain loop on a few batches

@@ -45,8 +45,8 @@ def _trace(monkeypatch: pytest.MonkeyPatch) -> WeightTrace:
     trace = WeightTrace()
     original = build.build_callbacks
 
-    def with_trace(cfg, task):
-        callbacks = original(cfg, task)
+    def with_trace(cfg, task, speed=None):
+        callbacks = original(cfg, task, speed)
         at = [type(c).__name__ for c in callbacks].index("ResumeState")
         return [*callbacks[:at], trace, *callbacks[at:]]
 
@@ -62,7 +62,8 @@ def _assert_tested_weights(cfg, record: dict) -> None:
     """The record's test metrics are those of its best_checkpoint's weights, re-tested from the file."""
     task = build.build_task(cfg)
     load_weights(task, record["best_checkpoint"])
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                        default_root_dir=cfg.run_dir)  # the test's figures go to the run dir, not the checkout
     retested = trainer.test(task, datamodule=build.build_datamodule(cfg), verbose=False)[0]
     assert retested["test/acc"] == pytest.approx(record["metrics"]["test/acc"])
     assert retested["test/loss"] == pytest.approx(record["metrics"]["test/loss"], rel=1e-5)

@@ -1,10 +1,10 @@
-"""The classics page's claims (benchmarks/classics, docs/classics.md).
+"""The classics page's claims (src/experiments/classics, docs/classics.md).
 
 Fast tests check every claim that needs no training, on the networks exactly as ``experiments.train`` builds
 them (seed 0), including the at-initialisation side of the trained lessons (gradient flow with and without
 batch norm or shortcuts, the losses' gradients against their formulas), plus the page machinery (verdicts,
 shifted evaluation, figure size limit, page assembly). The slow tests rerun each section at the page's own
-budget (its seeds, its margins) through ``python -m benchmarks.classics --only <section>`` and fail when an
+budget (its seeds, its margins) through ``python -m experiments.classics --only <section>`` and fail when an
 asserted ordering no longer holds.
 """
 
@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from benchmarks.classics import analytic, claims, evidence, page, shift
-from benchmarks.classics.context import QUICK, Context, Rendered
-from benchmarks.classics.sections import KEYS, activations, batchnorm, depth, losses, pooling, upsampling
 from torch import nn
 
+from experiments.classics import analytic, claims, evidence, page, shift
+from experiments.classics.context import QUICK, Context, Rendered
+from experiments.classics.sections import KEYS, activations, batchnorm, depth, losses, pooling, upsampling
 from tests.conftest import run_cli
 
 # ------------------------------------------------------------------------------------- no training needed
@@ -172,10 +174,25 @@ def test_page_lists_every_section_with_its_claims_and_verdict(tmp_path: Path):
 
 
 def test_unknown_section_is_one_sentence_and_exit_2(tmp_path: Path):
-    result = run_cli("benchmarks.classics", "--quick", "--only", "depth,nonsense", "--out", str(tmp_path))
+    result = run_cli("experiments.classics", "--quick", "--only", "depth,nonsense", "--out", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: --only=depth,nonsense names unknown section(s) nonsense")
     assert "Traceback" not in result.stderr
+
+
+def test_classics_is_a_package_command_whose_help_needs_no_torch(tmp_path: Path):
+    """``python -m experiments.classics`` from any directory (the package's own command, not a script of the
+    checkout), and its ``--help`` answers without importing torch; the page still goes to the checkout's docs/."""
+    probe = ("import sys, runpy; sys.argv = ['experiments.classics', '--help']\n"
+             "try:\n    runpy.run_module('experiments.classics', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "usage: python -m experiments.classics" in result.stdout and result.stdout.strip().endswith("NO-TORCH")
+    from experiments.classics.context import REPO
+
+    assert (REPO / "docs" / "classics.md").is_file() and (REPO / "conf" / "train.yaml").is_file()
 
 
 # ------------------------------------------------------------------------------- every claim, trained
@@ -185,7 +202,7 @@ def test_unknown_section_is_one_sentence_and_exit_2(tmp_path: Path):
 @pytest.mark.parametrize("section", KEYS)
 def test_section_claims_hold_at_the_page_budget(section: str, tmp_path: Path):
     """Minutes per section (about 30 for all, on 2 cores): the page's own runs, seeds and margins."""
-    result = run_cli("benchmarks.classics", "--only", section, "--out", str(tmp_path / "out"),
+    result = run_cli("experiments.classics", "--only", section, "--out", str(tmp_path / "out"),
                      "--docs", str(tmp_path / "docs"), timeout=3600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     recorded = json.loads((tmp_path / "out" / "claims.json").read_text())[section]
@@ -197,7 +214,7 @@ def test_section_claims_hold_at_the_page_budget(section: str, tmp_path: Path):
 @pytest.mark.slow
 def test_quick_budget_renders_every_section(tmp_path: Path):
     """The smoke run: every command, report, figure and claim of the page runs at the ``--quick`` budget."""
-    result = run_cli("benchmarks.classics", "--quick", "--out", str(tmp_path / "out"), timeout=3600)
+    result = run_cli("experiments.classics", "--quick", "--out", str(tmp_path / "out"), timeout=3600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     text = (tmp_path / "out" / "docs" / "classics.md").read_text()
     assert all(f"## {i}. " in text for i in range(1, len(KEYS) + 1))

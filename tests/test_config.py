@@ -1,12 +1,16 @@
-"""Config tree: every option composes and validates; bad input is one readable sentence before training."""
+"""Config tree: every option composes and validates; bad input is one readable sentence before training; old configs
+and command lines are upgraded (or refused) by ``config.upgrade_config``."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
+from omegaconf import DictConfig, OmegaConf, open_dict
+from PIL import Image
 
-from experiments.config import compose, conf_dir
+from experiments.config import compose, conf_dir, upgrade_config
 from experiments.errors import ConfigError
 from experiments.validation import validate
 from tests.conftest import run_cli
@@ -29,10 +33,10 @@ def test_every_option_composes_and_validates(group: str, tmp_path) -> None:
             overrides.append("model.depth=8")
         if group == "data" and option in ("mnist", "fashion_mnist", "cifar10"):
             overrides += ["data.root=.", "data.num_classes=10"]  # validation checks the folder exists
-        if group == "data" and option == "image_folder":  # validation counts its class folders with images
+        if group == "data" and option == "image_folder":  # validation reads an image of each class
             for name in ("a", "b"):
                 (tmp_path / name).mkdir()
-                (tmp_path / name / "0.png").write_bytes(b"")
+                Image.new("RGB", (8, 8)).save(tmp_path / name / "0.png")
             overrides.append(f"data.root={tmp_path}")
         if group == "data" and option.endswith("_seg"):
             overrides.append("model=fcn")  # segmentation data needs a segmentation model
@@ -128,3 +132,55 @@ def test_every_upsampling_composes_and_validates_with_each_segmentation_model(mo
     cfg = compose([f"model={model}", f"upsampling={upsampling}"])
     validate(cfg)
     assert cfg.upsampling.name == upsampling and cfg.data.task == "segmentation"
+
+
+RETIRED = ("model.norm={v} is invalid: model.norm moved to the norm config group, one choice for every model; "
+           "use norm={o}.")
+
+
+def test_upgrade_config_refuses_a_retired_override_in_one_sentence_and_passes_the_rest() -> None:
+    assert upgrade_config(["norm=none", "seed=1", "-m"]) == ["norm=none", "seed=1", "-m"]
+    for override, option in (("model.norm=none", "none"), ("+model.norm=group", "group"), ("model.norm=x", "<option>")):
+        with pytest.raises(ConfigError) as info:
+            upgrade_config([override])
+        assert str(info.value) == RETIRED.format(v=override.split("=")[1], o=option)
+
+
+def _old_run_config(norm: str) -> DictConfig:
+    """A run's config.yaml from before the norm group: ``model.norm`` set, no ``norm`` node."""
+    old = OmegaConf.to_container(compose(["model=fcn"]), resolve=False)
+    del old["norm"], old["hydra"]
+    old["model"]["norm"] = norm
+    return OmegaConf.create(old)
+
+
+def test_upgrade_config_moves_an_old_run_dirs_model_norm_into_the_norm_group(caplog) -> None:
+    cfg = _old_run_config("group")
+    with caplog.at_level(logging.INFO, logger="experiments.config"):
+        assert upgrade_config(cfg) is cfg
+    assert "norm" not in cfg.model
+    assert OmegaConf.to_container(cfg.norm) == OmegaConf.to_container(OmegaConf.load(conf_dir() / "norm/group.yaml"))
+    assert "model.norm=group is now norm=group" in caplog.text
+    assert upgrade_config(cfg) is cfg and cfg.norm.name == "group"  # an upgraded (or current) config stays as it is
+    validate(cfg)
+    assert OmegaConf.to_container(compose(["model=fcn"]).model) == OmegaConf.to_container(cfg.model)  # today's node
+
+
+def test_upgrade_config_refuses_a_config_with_both_the_retired_key_and_its_group() -> None:
+    cfg = compose([])
+    with open_dict(cfg):
+        cfg.model.norm = "batch"  # an old experiment file merged into today's tree: two answers to one question
+    with pytest.raises(ConfigError) as info:
+        upgrade_config(cfg)
+    assert str(info.value) == RETIRED.format(v="batch", o="batch")
+    with pytest.raises(ConfigError) as again:  # validation says the same for a config nobody upgraded
+        validate(cfg)
+    assert str(again.value) == str(info.value)
+
+
+def test_evaluate_reads_an_old_run_dir_upgraded(tmp_path) -> None:
+    from experiments.evaluate import load_run_config
+
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(_old_run_config("none")))
+    cfg = load_run_config(tmp_path)
+    assert cfg.norm.name == "none" and "norm" not in cfg.model and cfg.run_dir == str(tmp_path)

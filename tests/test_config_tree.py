@@ -41,11 +41,12 @@ def test_only_the_listed_groups_expand() -> None:
 
 
 def test_a_run_prints_it_once_and_a_sweep_job_does_not(make_cfg, capsys, monkeypatch) -> None:
-    train(make_cfg(["debug=fdr", "diagnostics=off", "logger=[]"]))
+    train(make_cfg(["debug=fdr", "diagnostics=off", "logger=[]", "print_config=full"]))
     out = capsys.readouterr().out
     assert out.count("├── callbacks: default") == 1 and "fast_dev_run: 1" in out  # debug=fdr's setting
     monkeypatch.setattr(train_module, "_multirun_job", lambda: "3")
-    train(make_cfg(["debug=fdr", "diagnostics=off", "logger=[]"], run_dir=make_cfg().run_dir + "-job"))
+    train(make_cfg(["debug=fdr", "diagnostics=off", "logger=[]", "print_config=full"],
+                   run_dir=make_cfg().run_dir + "-job"))
     assert "├── callbacks" not in capsys.readouterr().out
 
 
@@ -56,7 +57,8 @@ def test_hydra_info_works() -> None:
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["print_config=[modle]"], r"^print_config=\[modle\] is invalid: it is true, false, or a list of the groups"),
+    (["print_config=[modle]"],
+     r"^print_config=\[modle\] is invalid: it is compact, full \(or true\), false, or a list of the groups"),
     (["tags=[a,'']"], r"^tags=\[a,\] is invalid: tags are a list of names"),
 ])
 def test_bad_tags_and_print_config_are_one_sentence(overrides: list[str], message: str) -> None:

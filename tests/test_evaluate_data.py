@@ -38,7 +38,8 @@ def test_another_data_option(trained_run, tmp_path: Path, capsys) -> None:
     assert ev.main([str(run), "data=image_folder", f"data.root={tmp_path / 'images'}"]) == 0
     out = capsys.readouterr().out
     assert f"data: data=image_folder data.root={tmp_path / 'images'}" in out
-    saved = Path(out.split("saved: ")[1].strip())
+    saved = Path(out.split("saved: ")[1].splitlines()[0].strip())
+    assert list((run / "figures").glob("confusion_matrix-evaluation-best-on-image_folder*.png"))
     assert saved.parent == run and saved.name.startswith("evaluation-best-on-image_folder,root=")
     metrics = json.loads(saved.read_text())["metrics"]
     assert 0 <= metrics["test/acc"] <= 1 and metrics["test/loss"] > 0

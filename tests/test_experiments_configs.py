@@ -6,7 +6,6 @@ otherwise surface minutes into a sweep, after the jobs before it have run.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 
 import pytest
@@ -121,23 +120,3 @@ def test_command_line_keys_replace_the_grid_and_other_groups_still_compose() -> 
     cfg = compose(["experiment=pooling", "activation=tanh", "pooling=avg", "data.train_size=64"])
     assert cfg.activation.name == "tanh" and cfg.pooling.name == "avg" and cfg.data.train_size == 64
 
-
-@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
-                    reason="hydra-optuna-sweeper not installed: pip install -e '.[sweeps]'")
-def test_optuna_search_space_names_real_keys_and_its_bounds_validate() -> None:
-    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
-
-    sweeper = experiment_file(OPTUNA).hydra.sweeper
-    assert sweeper.direction == "maximize"  # train.py returns val/acc (val/miou): higher is better
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in sweeper.params.items()])
-    distributions = {o.get_key_element(): create_optuna_distribution_from_override(o) for o in parsed}
-    assert set(distributions) == {"optimizer.lr", "optimizer.weight_decay", "model.width"}
-    lr_scale = distributions["optimizer.lr"]  # learning rates are searched on a log scale (optuna 2: LogUniform)
-    assert getattr(lr_scale, "log", False) or type(lr_scale).__name__ == "LogUniformDistribution"
-    base = compose([f"experiment={OPTUNA}"])
-    for key in distributions:
-        assert OmegaConf.select(base, key) is not None, key
-    lr, wd = distributions["optimizer.lr"], distributions["optimizer.weight_decay"]
-    for corner in itertools.product((lr.low, lr.high), (wd.low, wd.high), distributions["model.width"].choices):
-        overrides = [f"optimizer.lr={corner[0]}", f"optimizer.weight_decay={corner[1]}", f"model.width={corner[2]}"]
-        validate(compose([f"experiment={OPTUNA}", *overrides]))

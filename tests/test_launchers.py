@@ -11,9 +11,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.sweep_cli import NO_DIAGNOSTICS, SWEEP_TINY, explain, job_records, run_sweep
+from tests.sweep_cli import NO_DIAGNOSTICS, explain, job_records, run_sweep
 
 
 def needs_plugin(module: str, package: str) -> pytest.MarkDecorator:
@@ -53,19 +52,3 @@ def test_submitit_local_launcher_runs_submitted_jobs(tmp_path: Path) -> None:
     assert_two_jobs_completed(sweep)
     assert list((sweep / ".submitit").glob("*/*_result.pkl"))  # submitit's own job records
 
-
-@pytest.mark.slow  # three trials one after another; the search space itself is checked fast in test_experiments_configs
-@needs_plugin("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper")
-def test_optuna_sweeper_maximises_the_returned_validation_accuracy(tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    # the tiny budget's data/trainer values override the experiment's own (command line wins); its width does
-    # not, because a width fixed on the command line would take model.width out of the search space
-    base = [o for o in SWEEP_TINY if not o.startswith("model.width=")]
-    result = run_sweep(sweep, NO_DIAGNOSTICS, "experiment=optuna_lr_wd_width", "hydra.sweeper.n_trials=3", base=base)
-    assert result.returncode == 0, explain(result)
-    records = job_records(sweep)
-    assert sorted(records) == [0, 1, 2]
-    assert len({r["metrics"]["val/acc"] is not None and tuple(r["overrides"]) for r in records.values()}) == 3
-    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert best["best_value"] == pytest.approx(max(r["metrics"]["val/acc"] for r in records.values()))
-    assert set(best["best_params"]) == {"optimizer.lr", "optimizer.weight_decay", "model.width"}

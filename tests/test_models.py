@@ -10,6 +10,7 @@ from experiments.layers.norm import norm_factory
 from experiments.layers.pooling import POOLINGS, pooling_factory
 from experiments.models.cnn import CNN
 from experiments.models.resnet import ResNet
+from experiments.specs import EncoderSpec
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -19,7 +20,7 @@ def n_params(module: torch.nn.Module) -> int:
 @pytest.mark.parametrize("act", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("pool", POOLINGS)
 def test_cnn_forward_backward(act: str, pool: str) -> None:
-    net = CNN(3, 5, 16, activation_factory(act), pooling_factory(pool), stages=2, width=4, hidden=[8])
+    net = CNN(3, 5, 16, activation_factory(act), pooling_factory(pool), EncoderSpec(stages=2, width=4), hidden=[8])
     x = torch.randn(3, 3, 16, 16)
     out = net(x)
     assert out.shape == (3, 5)
@@ -53,8 +54,8 @@ def test_resnet_parameter_counts_match_he_2016(depth: int, paper_millions: float
 
 def test_cnn_parameter_count_equals_layer_formulas() -> None:
     c, k, w, hidden, classes, size = 3, 3, 8, 32, 5, 16
-    net = CNN(c, classes, size, activation_factory("relu"), pooling_factory("max"), stages=2, width=w,
-              kernel_size=k, norm_layer=norm_factory("batch"), hidden=[hidden])
+    net = CNN(c, classes, size, activation_factory("relu"), pooling_factory("max"),
+              EncoderSpec(stages=2, width=w, kernel_size=k), norm_layer=norm_factory("batch"), hidden=[hidden])
     conv1 = c * w * k * k + 2 * w  # no conv bias with batch norm; BN has weight + bias
     conv2 = w * 2 * w * k * k + 2 * 2 * w
     fc1 = (2 * w * (size // 4) ** 2) * hidden + hidden
@@ -63,9 +64,10 @@ def test_cnn_parameter_count_equals_layer_formulas() -> None:
 
 
 def test_maxout_widens_the_preceding_layer() -> None:
-    plain = CNN(3, 5, 16, activation_factory("relu"), pooling_factory("max"), stages=1, width=4, hidden=[8],
+    one = EncoderSpec(stages=1, width=4)
+    plain = CNN(3, 5, 16, activation_factory("relu"), pooling_factory("max"), one, hidden=[8],
                 norm_layer=norm_factory("none"))
-    maxout = CNN(3, 5, 16, activation_factory("maxout", pieces=3), pooling_factory("max"), stages=1, width=4,
+    maxout = CNN(3, 5, 16, activation_factory("maxout", pieces=3), pooling_factory("max"), one,
                  hidden=[8], norm_layer=norm_factory("none"))
     assert maxout.encoder.stages[0].convs[0][0].out_channels == 12
     conv = 3 * 4 * 9 + 4
@@ -75,7 +77,7 @@ def test_maxout_widens_the_preceding_layer() -> None:
 
 
 def test_deep_plain_cnn_is_one_override_away() -> None:
-    net = CNN(3, 5, 32, activation_factory("sigmoid"), pooling_factory("max"), stages=4, convs_per_stage=3,
-              norm_layer=norm_factory("none"))
+    deep = EncoderSpec(stages=4, convs_per_stage=3)
+    net = CNN(3, 5, 32, activation_factory("sigmoid"), pooling_factory("max"), deep, norm_layer=norm_factory("none"))
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 12

@@ -20,7 +20,7 @@ from experiments.layers.pooling import POOLINGS
 from experiments.layers.upsampling import UPSAMPLINGS
 from experiments.models.fcn import FCN
 from experiments.models.resnet import ResNet
-from experiments.options import FCN_VARIANTS, MODELS, RESNET_DEPTHS, resnet_blocks_per_stage
+from experiments.specs import FCN_VARIANTS, MODELS, RESNET_DEPTHS, EncoderSpec, resnet_blocks_per_stage
 
 #: group -> the names the code can build (where "adding one" puts its registry entry)
 REGISTRIES = {
@@ -29,7 +29,7 @@ REGISTRIES = {
     "norm": NORMS,  # experiments/layers/norm.py
     "upsampling": UPSAMPLINGS,  # experiments/layers/upsampling.py
     "init": INIT_SCHEMES,  # experiments/layers/init.py
-    "model": MODELS,  # experiments/options.py
+    "model": MODELS,  # experiments/specs.py
 }
 
 
@@ -86,12 +86,12 @@ def test_every_factory_option_instantiates_to_a_factory(group: str) -> None:
 def test_model_registry_matches_each_model_yaml_and_validation(option: str) -> None:
     cfg = compose([f"model={option}"])
     cls = get_class(cfg.model._target_)
-    assert cls.__name__ == MODELS[option].cls
+    assert cls.__name__ == MODELS[option].cls and cfg.model._target_ == MODELS[option].builder
     assert validation.model_option(cfg) == option
     assert validation.run_task(cfg) == MODELS[option].task  # the model picks data it can learn from (or its task)
     accepted = inspect.signature(cls).parameters
     assert "act_layer" in accepted and "norm_layer" in accepted  # activation and norm reach every model
-    assert set(validation.MODEL_CHECKS) <= set(MODELS)
+    assert {o for r in validation.registered("model") for o in r.models or ()} <= set(MODELS)  # each model's rules
 
 
 @pytest.mark.parametrize("variant", [*FCN_VARIANTS, "4s"])
@@ -100,8 +100,8 @@ def test_fcn_variants_are_one_list_for_the_model_and_validation(variant: str) ->
     if variant in FCN_VARIANTS:
         validation.validate(cfg)
         factories = {k: instantiate(cfg[g]) for g, k in FACTORY_GROUPS.items()}
-        FCN(3, 4, factories["act_layer"], factories["pool_layer"], factories["upsample_layer"], stages=3, width=4,
-            fc_width=8, variant=variant)
+        FCN(3, 4, factories["act_layer"], factories["pool_layer"], factories["upsample_layer"],
+            EncoderSpec(stages=3, width=4), fc_width=8, variant=variant)
         return
     with pytest.raises(ConfigError, match="FCN variants are 32s, 16s and 8s"):
         validation.validate(cfg)

@@ -18,10 +18,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from experiments.config import compose
 from experiments.errors import ConfigError, RunInterrupted
+from experiments.naming import recordable
 from experiments.run import resume
 from experiments.run.checkpoints import load_checkpoint
 from experiments.run.layout import RunDir
-from experiments.run.record import recordable
 from experiments.train import train
 from tests.conftest import REPO, TINY, run_cli
 
@@ -139,6 +139,7 @@ def test_sigterm_stops_at_the_batch_end_with_status_interrupted(make_cfg, tmp_pa
     run = tmp_path / "run"
     cfg = make_cfg(["diagnostics=off", "+callbacks.stop._target_=tests.probes.SelfSignal",
                     "+callbacks.stop.at_step=2", f"+callbacks.stop.signum={int(signal.SIGTERM)}"], run_dir=run)
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(RunInterrupted) as err:
         train(cfg)
     assert err.value.signum == signal.SIGTERM and err.value.exit_code == 143
@@ -146,7 +147,9 @@ def test_sigterm_stops_at_the_batch_end_with_status_interrupted(make_cfg, tmp_pa
     assert record["status"] == "interrupted" and "SIGTERM at epoch 0, step 3" in record["error"]
     assert record["checkpoint"] == str(run / "checkpoints" / "last.ckpt")
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 3  # the running batch finished
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back after the run
+    # handlers put back after the run: whatever they were (SIG_IGN under nohup or in a background job, not
+    # default_int_handler)
+    assert {signum: signal.getsignal(signum) for signum in before} == before
 
 
 def test_relaunched_sweep_skips_completed_jobs(tmp_path: Path) -> None:

@@ -19,16 +19,15 @@ from experiments.layers.upsampling import UPSAMPLINGS, upsampling_factory
 from experiments.models.cnn import CNN
 from experiments.models.dilated import DilatedNet
 from experiments.models.fcn import FCN
+from experiments.specs import EncoderSpec, unused_choices
 from experiments.validation import validate
 
+THREE, TWO = EncoderSpec(stages=3, convs_per_stage=1, width=4), EncoderSpec(stages=2, convs_per_stage=1, width=4)
 TINY = {
-    "fcn": lambda act, pool, up: FCN(3, 4, act, pool, up, stages=3, convs_per_stage=1, width=4, fc_width=8),
-    "fcn-16s": lambda act, pool, up: FCN(3, 4, act, pool, up, stages=2, convs_per_stage=1, width=4, fc_width=8,
-                                         variant="16s"),
-    "fcn-32s": lambda act, pool, up: FCN(3, 4, act, pool, up, stages=2, convs_per_stage=1, width=4, fc_width=8,
-                                         variant="32s"),
-    "dilated": lambda act, pool, up: DilatedNet(3, 4, act, pool, up, stages=2, convs_per_stage=1, width=4,
-                                                context_width=6, dilations=(1, 2, 1)),
+    "fcn": lambda act, pool, up: FCN(3, 4, act, pool, up, THREE, fc_width=8),
+    "fcn-16s": lambda act, pool, up: FCN(3, 4, act, pool, up, TWO, fc_width=8, variant="16s"),
+    "fcn-32s": lambda act, pool, up: FCN(3, 4, act, pool, up, TWO, fc_width=8, variant="32s"),
+    "dilated": lambda act, pool, up: DilatedNet(3, 4, act, pool, up, TWO, context_width=6, dilations=(1, 2, 1)),
 }
 MODEL_OPTION = {"fcn": "fcn", "fcn-16s": "fcn", "fcn-32s": "fcn", "dilated": "dilated"}
 
@@ -67,9 +66,11 @@ def test_unpool_without_max_pooling_is_one_clear_error(model: str, pooling: str)
 
 
 @pytest.mark.parametrize("option", ["cnn", "resnet"])
-def test_unpool_with_a_model_without_a_decoder_is_one_clear_error(option: str) -> None:
-    with pytest.raises(ConfigError, match=f"upsampling=unpool is invalid: model={option} has no decoder"):
-        validate(compose([f"model={option}", "upsampling=unpool"]))
+@pytest.mark.parametrize("upsampling", UPSAMPLINGS)
+def test_any_upsampling_with_a_model_without_a_decoder_is_valid_and_unused(option: str, upsampling: str) -> None:
+    """One way for every upsampling option (unpool was refused, transposed silently ignored): valid, and unused."""
+    validate(compose([f"model={option}", f"upsampling={upsampling}"]))
+    assert unused_choices(option, {"upsampling": upsampling}) == {"upsampling": f"model={option} has no decoder"}
 
 
 @pytest.mark.parametrize("model", sorted(TINY))
@@ -83,8 +84,9 @@ def test_output_size_equals_input_size_for_odd_and_even_inputs(model: str, upsam
 def test_fcn_encoder_is_the_cnn_encoder() -> None:
     """Convolutionalisation: the classifier's trained encoder loads into the FCN unchanged."""
     act, pool = activation_factory("relu"), pooling_factory("max")
-    cnn = CNN(3, 5, 32, act, pool, stages=3, convs_per_stage=2, width=8)
-    fcn = FCN(3, 5, act, pool, upsampling_factory("bilinear"), stages=3, convs_per_stage=2, width=8)
+    spec = EncoderSpec(stages=3, convs_per_stage=2, width=8)
+    cnn = CNN(3, 5, 32, act, pool, spec)
+    fcn = FCN(3, 5, act, pool, upsampling_factory("bilinear"), spec)
     fcn.encoder.load_state_dict(cnn.encoder.state_dict())
     assert not any(isinstance(m, torch.nn.Linear) for m in fcn.modules())  # no fully connected layer is left
 
@@ -93,7 +95,8 @@ def test_fcn_starts_with_unmodified_coarse_predictions() -> None:
     """Skip scores start at zero (Long et al. 2015), so FCN-8s at init is the 32s prediction upsampled."""
     act, pool, up = activation_factory("relu"), pooling_factory("max"), upsampling_factory("nearest")
     torch.manual_seed(0)
-    net = initialise(FCN(3, 4, act, pool, up, stages=3, width=4, fc_width=8, variant="8s"), "kaiming", act.gain).eval()
+    spec = EncoderSpec(stages=3, convs_per_stage=2, width=4)
+    net = initialise(FCN(3, 4, act, pool, up, spec, fc_width=8, variant="8s"), "kaiming", act.gain).eval()
     x = torch.randn(2, 3, 24, 24)
     coarse = net.score(net.head(net.encoder(x)))
     torch.testing.assert_close(net(x), F.interpolate(coarse, scale_factor=8, mode="nearest"))
@@ -106,19 +109,21 @@ def test_context_module_identity_init_passes_the_front_end_through(act: str) -> 
     """Yu & Koltun's identity initialisation: before training, the context module changes nothing but the ReLU."""
     factory = activation_factory(act)
     plain = norm_factory("none")
-    net = initialise(DilatedNet(3, 4, factory, pooling_factory("max"), upsampling_factory("bilinear"), width=4,
+    front = EncoderSpec(stages=2, convs_per_stage=2, width=4)
+    net = initialise(DilatedNet(3, 4, factory, pooling_factory("max"), upsampling_factory("bilinear"), front,
                                 context_width=6, norm_layer=plain, identity_init=True), "kaiming", factory.gain)
     x = torch.randn(2, 6, 9, 9)
     expected = x.relu() if act == "relu" else x
     torch.testing.assert_close(net.context(x), expected)
-    random = DilatedNet(3, 4, factory, pooling_factory("max"), upsampling_factory("bilinear"), width=4,
+    random = DilatedNet(3, 4, factory, pooling_factory("max"), upsampling_factory("bilinear"), front,
                         context_width=6, norm_layer=plain, identity_init=False)
     assert not torch.allclose(initialise(random, "kaiming", factory.gain).context(x), expected)
 
 
 def test_dilated_front_end_keeps_a_fine_grid_and_dilates_instead() -> None:
     net = DilatedNet(3, 5, activation_factory("relu"), pooling_factory("max"), upsampling_factory("bilinear"),
-                     stages=2, dilated_stages=2, convs_per_stage=1, width=4, dilations=(1, 1, 2, 4, 8, 16, 1))
+                     EncoderSpec(stages=2, convs_per_stage=1, width=4), dilated_stages=2,
+                     dilations=(1, 1, 2, 4, 8, 16, 1))
     convs = [m for m in net.dilated.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [c.dilation[0] for c in convs] == [2, 4]
     assert [m[0].dilation[0] for m in net.context] == [1, 1, 2, 4, 8, 16, 1]
@@ -130,7 +135,8 @@ def test_frozen_deconvolution_adds_no_trainable_parameters() -> None:
     act, pool = activation_factory("relu"), pooling_factory("max")
 
     def trainable(up):
-        return sum(p.numel() for p in FCN(3, 4, act, pool, up, width=4, fc_width=8).parameters() if p.requires_grad)
+        net = FCN(3, 4, act, pool, up, EncoderSpec(convs_per_stage=2, width=4), fc_width=8)
+        return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
     bilinear = trainable(upsampling_factory("bilinear"))
     assert trainable(upsampling_factory("transposed", learnable=False)) == bilinear

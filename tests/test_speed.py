@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from experiments.config import conf_dir
 from experiments.errors import ConfigError
-from experiments.options import SPEED_KEYS
+from experiments.specs import SPEED_KEYS
 from experiments.speed import settings as speed
 from experiments.speed.settings import SpeedSettings, launcher_jobs, lightning_args
 from experiments.validation import validate

@@ -1,4 +1,4 @@
-"""TensorBoard run names say what sets a run apart; tag names put the learning curves first (run/naming.py,
+"""TensorBoard run names say what sets a run apart; tag names put the learning curves first (naming.py,
 run/tensorboard.py). Pure functions: no training here (tests/test_tensorboard_server.py has the real thing)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments.config import conf_dir
-from experiments.run.naming import MAX_NAME, default_choices, run_name, safe_name, swept_keys
+from experiments.naming import MAX_NAME, default_choices, run_name, safe_name, swept_keys
 from experiments.run.tensorboard import existing_version, final_tag, tensorboard_tag
 
 DEFAULTS = default_choices(conf_dir() / "train.yaml")

@@ -33,7 +33,8 @@ def write_idx_mnist(root: Path, n_train: int = 120, n_test: int = 40) -> None:
 
 def test_mnist_from_local_idx_files(tmp_path: Path) -> None:
     write_idx_mnist(tmp_path)
-    dm = TorchvisionDataModule("mnist", root=str(tmp_path), val_size=20, batch_size=16, image_size=32, channels=3)
+    dm = TorchvisionDataModule("mnist", root=str(tmp_path), val_fraction=1 / 6, batch_size=16, image_size=32,
+                               channels=3)
     dm.setup()
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (16, 3, 32, 32) and y.dtype == torch.long
@@ -65,12 +66,12 @@ def write_image_folder(root: Path, per_class: int = 30) -> Path:
 
 
 def test_image_folder_counts_its_classes_when_not_told(tmp_path: Path) -> None:
-    """The sub-folders holding images, as the data module reads them: not a hidden one, not one without images."""
+    """The sub-folders holding images, as the data module reads them: not a hidden one (a visible one without images
+    is refused: tests/data/test_splits.py)."""
     from PIL import Image
 
     root = write_image_folder(tmp_path / "images", per_class=4)
-    (root / "notes").mkdir()
-    (root / "notes" / "readme.txt").write_text("not an image")
+    (root / "readme.txt").write_text("not an image, not a folder")
     (root / ".cache" / "thumbs").mkdir(parents=True)
     Image.new("RGB", (4, 4)).save(root / ".cache" / "thumbs" / "0.png")
     (root / "light" / "more").mkdir()
@@ -89,7 +90,7 @@ def test_image_folder_counts_its_classes_when_not_told(tmp_path: Path) -> None:
 
 def test_image_folder_without_class_folders_is_one_sentence(tmp_path: Path) -> None:
     (tmp_path / "empty_class").mkdir()
-    with pytest.raises(ConfigError, match=r"^data.root=.* is invalid: it holds no class folders with images"):
+    with pytest.raises(ConfigError, match=r"^data.root=.* is invalid: its class folder empty_class holds no images"):
         validate(compose(["data=image_folder", f"data.root={tmp_path}"]))
 
 

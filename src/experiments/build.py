@@ -19,13 +19,6 @@ FACTORY_GROUPS = {
     "activation": "act_layer", "pooling": "pool_layer", "norm": "norm_layer", "upsampling": "upsample_layer",
 }
 
-#: data task -> LightningModule class
-TASKS = {
-    "classification": "experiments.tasks.classification.ClassificationTask",
-    "segmentation": "experiments.tasks.segmentation.SegmentationTask",
-    "reconstruction": "experiments.tasks.reconstruction.ReconstructionTask",
-}
-
 
 def build_factories(cfg: DictConfig) -> dict[str, Any]:
     """Instantiate every layer-factory group present in the config, keyed by constructor parameter."""
@@ -33,14 +26,20 @@ def build_factories(cfg: DictConfig) -> dict[str, Any]:
 
 
 def build_network(cfg: DictConfig, factories: dict[str, Any] | None = None):
-    """The model with its factories injected, initialised by ``cfg.init.scheme`` scaled by the activation's gain."""
+    """The model with its factories (and, for the shared encoder's models, its ``EncoderSpec``) injected, initialised
+    by ``cfg.init.scheme`` scaled by the activation's gain."""
     from experiments.layers.init import initialise
 
     factories = build_factories(cfg) if factories is None else factories
-    accepted = inspect.signature(get_class(cfg.model._target_)).parameters
-    # Factories are passed after instantiation: handing dataclasses to Hydra would turn them into configs.
-    make = instantiate(cfg.model, _convert_="all", _partial_=True)
-    network = make(**{k: v for k, v in factories.items() if k in accepted})
+    model_cls = get_class(cfg.model._target_)
+    accepted = inspect.signature(model_cls).parameters
+    node: Any = OmegaConf.to_container(cfg.model, resolve=True)
+    parts = {k: v for k, v in factories.items() if k in accepted}
+    declared = getattr(model_cls, "ENCODER", None)
+    if declared is not None:  # the flat keys (model.width=8) become the one EncoderSpec the model takes
+        parts["encoder"], node = declared.split(node)
+    # Factories and the spec are passed after instantiation: handing dataclasses to Hydra would turn them into configs.
+    network = instantiate(node, _convert_="all", _partial_=True)(**parts)
     gain = factories["act_layer"].gain if "act_layer" in factories else 1.0
     network = initialise(network, cfg.init.scheme, gain)
     for note in getattr(network, "notes", ()):  # a choice that found nothing to change (models/zoo.py), said once
@@ -53,13 +52,14 @@ def build_network(cfg: DictConfig, factories: dict[str, Any] | None = None):
     return network
 
 
-def build_datamodule(cfg: DictConfig):
-    """The ``data`` group's module, holding the ``augment`` group it applies to training batches on the device."""
+def build_datamodule(cfg: DictConfig, speed: Any = None):
+    """The ``data`` group's module, holding the ``augment`` group it applies to training batches on the device.
+    ``speed``: the run's :class:`~experiments.speed.settings.SpeedSettings` (built from ``cfg`` when not given)."""
     from experiments.speed.settings import SpeedSettings
 
     datamodule = instantiate(cfg.data, _convert_="all")
     if hasattr(datamodule, "device_budget_bytes"):  # in-memory data: how much may live on the GPU (data/placement.py)
-        datamodule.device_budget_bytes = SpeedSettings.from_config(cfg).device_budget_bytes()
+        datamodule.device_budget_bytes = (speed or SpeedSettings.from_config(cfg)).device_budget_bytes()
     if cfg.get("augment") is not None:  # absent from the config.yaml of runs older than the group
         augment = instantiate(cfg.augment)
         datamodule.augment = augment if augment.active else None
@@ -69,10 +69,10 @@ def build_datamodule(cfg: DictConfig):
 def build_task(cfg: DictConfig, network=None):
     """The LightningModule for the run's task (``cfg.data.task``, or the model's own: an autoencoder reconstructs
     whatever the data) holding the network, loss, optimiser and schedule."""
-    from experiments.validation import run_task
+    from experiments.specs import TASKS, run_task
 
     network = build_network(cfg) if network is None else network
-    task_cls = get_class(TASKS[run_task(cfg)])
+    task_cls = get_class(TASKS[run_task(cfg)].builder)
     return task_cls(
         network=network,
         loss=instantiate(cfg.loss),
@@ -84,11 +84,12 @@ def build_task(cfg: DictConfig, network=None):
     )
 
 
-def build_callbacks(cfg: DictConfig, task) -> list:
+def build_callbacks(cfg: DictConfig, task, speed: Any = None) -> list:
     """Every callback of a run, in the order they must run: the best checkpoint (first, so it is
     ``trainer.checkpoint_callback``), ``last.ckpt`` after every epoch, history, the ``callbacks`` group (early stopping,
     LR monitor, EMA/SWA, ...) and the ``diagnostics`` group, then exact mid-epoch resume state and SIGINT/SIGTERM
-    handling (``ResumeState`` before ``GracefulStop``: a stop checkpoint includes it).
+    handling (``ResumeState`` before ``GracefulStop``: a stop checkpoint includes it). ``speed``: the run's
+    :class:`~experiments.speed.settings.SpeedSettings` (built from ``cfg`` when not given).
 
     A ``monitor: null`` in the group means the task's own metric (``val/acc``, ``val/miou``...), and ``mode: null``
     the monitor's direction, so that early stopping and checkpointing follow the task without being told."""
@@ -125,7 +126,7 @@ def build_callbacks(cfg: DictConfig, task) -> list:
     for node in (cfg.get("diagnostics") or {}).values():
         if isinstance(node, DictConfig) and "_target_" in node:
             callbacks.append(instantiate(node))
-    callbacks.append(SpeedSwitches(SpeedSettings.from_config(cfg)))  # channels_last, compile; the `speed` record
+    callbacks.append(SpeedSwitches(speed or SpeedSettings.from_config(cfg)))  # channels_last, compile; `speed` record
     # a bad streamed file stops like a signal: last.ckpt at the batch before it (run/bad_data.py)
     callbacks += [ResumeState(), GracefulStop(run.last_checkpoint), CheckpointOnBadFile(run.last_checkpoint)]
     return callbacks
@@ -230,9 +231,13 @@ def build_trainer(cfg: DictConfig, callbacks: list, logger: Any, checkpoint: dic
     """The Lightning Trainer of ``cfg.trainer``; every checkpoint it reads goes through the safe loader, and
     ``checkpoint`` (already loaded and verified by the resume plan) is handed to ``fit`` without a second read."""
     from experiments.run.checkpoints import SafeCheckpointIO
+    from experiments.run.console import quiet_lightning_tips, without_version
     from experiments.speed.settings import lightning_args
 
     profiler = build_profiler(cfg)  # debug=profiler: its report in the run dir
+    quiet_lightning_tips()  # Lightning's "💡 Tip:" adverts (litlogger) at every start
+    shown = overrides.get("enable_progress_bar", OmegaConf.select(cfg, "trainer.enable_progress_bar", default=True))
+    callbacks = without_version(callbacks, bool(shown))  # no logger version (v_num) on the progress bar
     # the trainer node without this project's speed keys (threads, compile, ...: experiments.speed)
     return instantiate(lightning_args(cfg.trainer), callbacks=callbacks, logger=logger,
                        plugins=[SafeCheckpointIO(verified=checkpoint)],

@@ -1,5 +1,6 @@
-"""Where the config tree lives, what its groups offer, and the resolvers it uses. Imports only OmegaConf (Hydra
-inside ``compose``), so it is cheap.
+"""Where the config tree lives, what its groups offer, the resolvers it uses, and how an old config is brought up to
+date (:func:`upgrade_config`). Imports only OmegaConf (Hydra inside ``compose``), ``errors`` and ``naming``, so it is
+cheap and sits below validation: validation reads it, never the other way round.
 
 The YAML tree sits in the repository's ``conf/``; a wheel carries a copy inside the package
 (``experiments/conf``), so the same lookup serves an editable checkout and an installed package.
@@ -7,10 +8,17 @@ The YAML tree sits in the repository's ``conf/``; a wheel carries a copy inside 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, overload
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from experiments.errors import ConfigError
+from experiments.naming import override_key, tensorboard_run_name
+
+log = logging.getLogger(__name__)
 
 
 def conf_dir() -> Path:
@@ -54,10 +62,8 @@ def project_root() -> str:
 
 
 def tensorboard_run(*, _root_: DictConfig) -> str:
-    """``${tensorboard_run:}``: the run's name in TensorBoard, what sets it apart (``experiments.run.naming``)."""
-    from experiments.run.record import tensorboard_run_name
-
-    return tensorboard_run_name(_root_)
+    """``${tensorboard_run:}``: the run's name in TensorBoard, what sets it apart (``experiments.naming``)."""
+    return tensorboard_run_name(_root_, conf_dir() / "train.yaml")
 
 
 def register_resolvers() -> None:
@@ -71,6 +77,67 @@ def register_resolvers() -> None:
 register_resolvers()
 
 
+#: keys that moved -> the config group that replaced them (the key's value was an option of that group)
+RETIRED_KEYS = {"model.norm": "norm"}
+
+
+def retired_key_error(key: str, value: Any) -> ConfigError:
+    """The one sentence for a retired key that cannot be upgraded by itself: what replaced it, and the override to
+    type instead (the old value when it is still an option of the new group)."""
+    group = RETIRED_KEYS[key]
+    known = group_options(group)
+    option = value if all(v in known for v in str(value).split(",")) else "<option>"
+    return ConfigError(key, value, f"{key} moved to the {group} config group, one choice for every model",
+                       f"use {group}={option}")
+
+
+@overload
+def upgrade_config(source: DictConfig) -> DictConfig: ...
+@overload
+def upgrade_config(source: Sequence[str]) -> list[str]: ...
+def upgrade_config(source: DictConfig | Sequence[str]) -> DictConfig | list[str]:
+    """Bring an old config, run dir config or command line up to today's keys: the one place that knows what was
+    retired (:data:`RETIRED_KEYS`). Call it once, before validation, on whatever came from outside.
+
+    * **Command-line overrides** (a list of strings, before Hydra composes): a retired key is refused in one
+      sentence naming its replacement (``model.norm=none`` -> ``use norm=none``), as Hydra alone would only say the
+      key is not in the config. Returned unchanged otherwise.
+    * **A config written before the key retired** (an old run dir's ``config.yaml``: the key set, its group absent)
+      is upgraded in place: ``model.norm: batch`` becomes the ``norm`` group's ``batch`` option, read from
+      ``conf/norm/batch.yaml``, and the change is logged.
+    * **A config that holds both** (composed today, with an old experiment file or ``+model.norm=...`` setting the
+      retired key next to the group) has two answers to one question: refused with the same sentence.
+    """
+    if isinstance(source, DictConfig):
+        return _upgrade_tree(source)
+    if isinstance(source, str):
+        raise TypeError("upgrade_config takes a config or a list of overrides, not one string")
+    overrides = [str(o) for o in source]
+    for override in overrides:
+        if "=" in override and override_key(override) in RETIRED_KEYS:
+            raise retired_key_error(override_key(override), override.split("=", 1)[1])
+    return overrides
+
+
+def _upgrade_tree(cfg: DictConfig) -> DictConfig:
+    for key, group in RETIRED_KEYS.items():
+        parent_key, leaf = key.rsplit(".", 1)
+        parent = OmegaConf.select(cfg, parent_key, default=None)
+        if not isinstance(parent, DictConfig) or leaf not in parent:
+            continue
+        value = parent.get(leaf)
+        if group in cfg or str(value) not in group_options(group):
+            raise retired_key_error(key, value)
+        with open_dict(parent):
+            del parent[leaf]
+        with open_dict(cfg):
+            cfg[group] = OmegaConf.load(conf_dir() / group / f"{value}.yaml")
+            if OmegaConf.select(cfg, "hydra.runtime.choices", default=None) is not None:
+                cfg.hydra.runtime.choices[group] = str(value)
+        log.info("upgraded an old config: %s=%s is now %s=%s", key, value, group, value)
+    return cfg
+
+
 def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
     """Compose the config as the CLI would, for tests, notebooks and the inspect/evaluate commands.
 
@@ -80,11 +147,9 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictCo
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from experiments.validation import check_overrides  # imports this module: here, not at the top
-
-    check_overrides(overrides)
+    overrides = upgrade_config(list(overrides))
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        full = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
+        full = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
     # Keep only what a run records from Hydra (group choices, command-line overrides), as plain values:
     # the rest of the hydra node interpolates runtime values that exist only under the CLI.
     record = OmegaConf.create({

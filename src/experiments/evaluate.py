@@ -5,7 +5,8 @@ Re-test a finished (or interrupted) run, or apply it to new images, from nothing
 * evaluate (default): rebuild data, network and task from the run's config (``<run dir>/config.yaml``,
   the config of its first start; else Hydra's ``.hydra/config.yaml``), load the checkpoint weights-only
   (``checkpoints.py``: a corrupt, truncated or foreign file is one sentence, exit 2), run the test split,
-  print the metrics and save them to ``<run dir>/evaluation-<ckpt>.json``;
+  print the metrics and save them to ``<run dir>/evaluation-<ckpt>.json`` (a classifier's with its per-class
+  accuracy and confusion matrix, drawn as ``figures/confusion_matrix-evaluation-<ckpt>.png``);
 * evaluate on other data (``data=OPTION`` and/or ``data.KEY=VALUE``): the run's data is replaced by that option
   of the ``data`` group (composed as ``train`` would) or by the run's own data with those keys changed, e.g.
   ``data.test_noise=0.2`` or ``data.test_shift=4``, checked to fit the network (task, classes, channels, image
@@ -16,7 +17,8 @@ Re-test a finished (or interrupted) run, or apply it to new images, from nothing
   added to its ``metrics.json`` as ``test/probe_acc`` (and ``train/probe_acc``) for the report;
 * predict (``--predict FOLDER``): every PNG/JPEG/BMP in FOLDER is resized to the run's image size and
   standardised with the training split's mean/std (saved in ``metrics.json`` at training time), then
-  ``predictions.csv`` gets one row of class probabilities per image (classification), or each image
+  ``predictions.csv`` gets one row of class probabilities per image, in columns named by the run's classes
+  (recorded in ``metrics.json``: no data needed) (classification), or each image
   gets a colour-palette mask PNG plus a row of class pixel fractions (segmentation), in ``--out``
   (default ``<run dir>/predictions``).
 
@@ -39,7 +41,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from experiments.config import hydra_error_line, register_resolvers
+from experiments.config import hydra_error_line, register_resolvers, upgrade_config
 from experiments.errors import ConfigError
 from experiments.run.layout import AVERAGED, BEST, LAST, RunDir, write_json
 
@@ -89,6 +91,7 @@ def load_run_config(run_dir: str | Path) -> DictConfig:
         cfg = OmegaConf.load(source)
         assert isinstance(cfg, DictConfig)
         OmegaConf.set_struct(cfg, False)
+        upgrade_config(cfg)  # a run from before a key retired (model.norm) reads as today's
         cfg.run_dir = str(run_dir)
         return cfg
     problem = "no such directory" if not run_dir.is_dir() else "it holds no config.yaml or .hydra/config.yaml"
@@ -188,6 +191,7 @@ def evaluate(run_dir: str | Path, ckpt: str = "best", accelerator: str = "auto",
         label = f"{label}-on-{on}"
     L.seed_everything(int(cfg.get("seed", 0)), verbose=False)
     task = _task_with_weights(cfg, path)
+    task.log_confusion_figure = False  # no loggers here, and the run's own figure stays its training result
     datamodule = build.build_datamodule(cfg)
     tested = _trainer(cfg, accelerator).test(task, datamodule=datamodule, verbose=False)
     result = {
@@ -195,17 +199,35 @@ def evaluate(run_dir: str | Path, ckpt: str = "best", accelerator: str = "auto",
         "metrics": epoch_metrics(tested[0] if tested else {}),
         "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    by_class = task.run_summary() if hasattr(task, "run_summary") else {}
+    result.update(by_class)  # per_class, confusion_matrix and class_names, as in metrics.json
     saved = RunDir(run_dir).evaluation(label)
     write_json(saved, result)
-    return {**result, "saved": str(saved)}
+    figure = _confusion_figure(run_dir, label, by_class)
+    return {**result, "saved": str(saved), **({"figure": str(figure)} if figure else {})}
 
 
-def class_names(cfg: DictConfig, count: int) -> list[str]:
-    """Column names: the shape kinds (plus background for segmentation) when they fit, else class_<i>."""
-    kinds = [str(k) for k in (OmegaConf.select(cfg, "data.kinds") or [])]
-    if OmegaConf.select(cfg, "data.task") == "segmentation":
-        kinds = ["background", *kinds]
-    return kinds if len(kinds) == count else [f"class_{i}" for i in range(count)]
+def _confusion_figure(run_dir: Path, label: str, by_class: dict[str, Any]) -> Path | None:
+    """``figures/confusion_matrix-<label>.png`` beside the evaluation's JSON, for a classification run."""
+    from experiments.analysis import per_class
+
+    if per_class.CONFUSION not in by_class:
+        return None
+    figure = per_class.confusion_figure(by_class[per_class.CLASS_NAMES], by_class[per_class.CONFUSION],
+                                        title=f"evaluation {label}")
+    return per_class.save_figure(figure, per_class.confusion_figure_path(run_dir, f"evaluation-{label}"))
+
+
+def class_names(cfg: DictConfig, count: int, run_dir: str | Path | None = None) -> list[str]:
+    """Column names, without the data: the names the run recorded in its ``metrics.json`` (folder names,
+    torchvision's classes, ``data.class_names``, shape kinds), else its config's ``data.class_names`` or shape kinds
+    (plus background for segmentation), else ``class_<i>``."""
+    from experiments.analysis.per_class import run_class_names
+
+    record = RunDir(run_dir).read_record() if run_dir is not None else None
+    data = {key: OmegaConf.select(cfg, f"data.{key}", default=None, throw_on_resolution_failure=False)
+            for key in ("class_names", "kinds", "task")}
+    return run_class_names(record, data, count)
 
 
 def _data_stats(cfg: DictConfig, run_dir: Path) -> tuple[list[float], list[float]]:
@@ -251,7 +273,7 @@ def predict(
     with torch.no_grad():
         probs = torch.cat([task(images[i : i + batch_size]).float().softmax(dim=1)
                            for i in range(0, len(images), batch_size)])
-    classes = class_names(cfg, probs.shape[1])
+    classes = class_names(cfg, probs.shape[1], run_dir)
     if probs.ndim == 4:  # (N, classes, H, W): segmentation
         return write_masks(out, files, probs.argmax(dim=1), sizes, classes)
     return write_probabilities(out / "predictions.csv", files, probs, classes)
@@ -316,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, value in result["metrics"].items():
         print(f"{key}={value:.4f}" if value is not None else f"{key}=nan")
     print(f"saved: {result['saved']}")
+    if "figure" in result:
+        print(f"confusion matrix: {result['figure']}")
     return 0
 
 

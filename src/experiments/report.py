@@ -2,7 +2,8 @@
 
 Kept thin on purpose: discovery/loading live in :mod:`experiments.reporting.runs`, grouping and the
 Markdown/CSV rendering in :mod:`experiments.reporting.aggregate`, plots in
-:mod:`experiments.reporting.plots`.  Only argparse and the standard library are imported before the
+:mod:`experiments.reporting.plots`, the per-class table (``report_per_class.csv``) in
+:mod:`experiments.reporting.per_class`.  Only argparse and the standard library are imported before the
 arguments are parsed, so ``--help`` is instant, and torch/lightning are never imported at all.
 
 Exit status: 0 when at least one completed run was found (failed/missing runs are listed in the report),
@@ -75,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="include debug runs (debug=fdr|overfit|limit|profiler, trainer.fast_dev_run), left out by default",
     )
+    parser.add_argument(
+        "--retest",
+        type=int,
+        default=0,
+        metavar="K",
+        help=(
+            "for a hyper-parameter search (hydra/sweeper=optuna): train the K best configurations again on fresh "
+            "seeds (into DIR/retest/) and report their test metric with 95 %% intervals; the best validation value "
+            "of a search is biased upward"
+        ),
+    )
+    parser.add_argument("--retest-seeds", type=int, default=3, metavar="N", help="fresh seeds per re-test (3)")
     return parser
 
 
@@ -128,8 +141,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         plot_files = plots.write_plots(summary, out_dir)
 
+    from experiments.reporting import per_class
+
     md_path, csv_path = out_dir / "report.md", out_dir / "report.csv"
-    md_path.write_text(render.render_markdown(summary, dirs, plot_files), encoding="utf-8")
+    by_class = per_class.per_class_tables(summary)  # which classes each arm gets right, and an ablation hurts
+    class_csv = per_class.write_csv(by_class, out_dir / per_class.CSV_NAME) if by_class else None
+    sections = per_class.markdown_section(by_class, render.MARKER)
+    from experiments.reporting import search  # a search's study: best trial, importances, figures, --retest
+
+    searched = search.section(dirs[0], out_dir, plots=not args.no_plots, retest_k=args.retest,
+                              retest_seeds=args.retest_seeds)
+    sections = [*sections, *searched.markdown]
+    md_path.write_text(render.render_markdown(summary, dirs, plot_files, sections), encoding="utf-8")
     render.write_csv(summary, csv_path)
 
     print(render.markdown_table(summary))
@@ -141,13 +164,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         for note in render.pairing_notes(summary):
             print(f"- {note}")
         print()
+    if class_csv is not None:
+        print(per_class.console_text(by_class, class_csv))
+        print()
+    for line in searched.console:
+        print(line)
     print(
         f"{len(summary.completed)} completed, {len(summary.failed)} failed, "
         f"{len(summary.incomplete)} missing/incomplete runs in {len(summary.groups)} groups"
     )
     print(f"wrote {md_path}")
     print(f"wrote {csv_path}")
-    for path in plot_files:
+    if class_csv is not None:
+        print(f"wrote {class_csv}")
+    for path in [*plot_files, *searched.figures]:
         print(f"wrote {path}")
 
     if not summary.completed:

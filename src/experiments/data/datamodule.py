@@ -70,6 +70,11 @@ class InMemoryDataModule(L.LightningDataModule):
     device_budget_bytes: int = 4 * 1024**3
     #: where the splits are served from (data/placement.py), decided when the first loader is built
     placement: Placement | None = None
+    #: what the run records about its data (``metrics.json``): the name of each class id (folder names, torchvision's
+    #: ``classes``, shape kinds), each split's size once built, and the one-line warnings about lopsided classes
+    class_names: list[str] = []
+    split_sizes: dict[str, int] = {}
+    data_warnings: list[str] = []
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int | None = None, num_workers: int = 0) -> None:
         super().__init__()
@@ -78,6 +83,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.splits: dict[str, TensorSplit] = {}
         self.served: dict[str, TensorSplit] = {}  # the splits where the loaders read them (see place)
+        self.class_names, self.split_sizes, self.data_warnings = [], {}, []
 
     def build_splits(self) -> dict[str, TensorSplit]:
         raise NotImplementedError
@@ -88,7 +94,16 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
-            self.splits = self.build_splits()
+            splits = self.build_splits()
+            self.split_sizes = {name: len(split) for name, split in splits.items()}
+            if not len(splits["val"]):
+                # val_size=0 (He et al. trained on all 50k CIFAR images): curves are drawn on the test split;
+                # validation refuses to let them choose a checkpoint (validation/data.py)
+                log.info("data: no validation images (data.val_size=0): the validation loop runs on the test split")
+                splits["val"] = splits["test"]
+            self.splits = splits
+            for warning in self.data_warnings:
+                log.warning("data: %s", warning)
 
     def place(self, device: torch.device | str) -> Placement:
         """Decide once per device where the splits are served from (data/placement.py), move them there if they

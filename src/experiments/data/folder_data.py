@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from experiments.data.datamodule import InMemoryDataModule, TensorSplit, keep_batch
 from experiments.data.placement import WORKERS, Placement
 from experiments.data.segmentation_files import evenly_spaced
+from experiments.data.splits import SPLITS, plan_splits
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,13 @@ class FolderDataModule(InMemoryDataModule):
     without workers), and for every batch when streaming."""
 
     def __init__(self, batch_size: int, eval_batch_size: int | None, num_workers: int, image_size: int,
-                 channels: int, memory_budget_mb: float | None, stats_images: int) -> None:
+                 channels: int, memory_budget_mb: float | None, stats_images: int,
+                 sizes: dict[str, int | None] | None = None, fractions: dict[str, float] | None = None,
+                 seed: int = 0) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers)
+        self.sizes = dict(sizes or {})  # caps per split (None: all), data/splits.py
+        self.fractions = dict(fractions or {})  # val/test fractions where the data has no split of its own
+        self.seed = seed
         self.file_workers = num_workers
         self.image_size, self.channels = image_size, channels
         self.memory_budget_mb, self.stats_images = memory_budget_mb, stats_images
@@ -107,6 +113,16 @@ class FolderDataModule(InMemoryDataModule):
     def list_samples(self) -> dict[str, list[Any]]:
         """``{"train": [...], "val": [...], "test": [...]}``: what the reader reads (paths and labels)."""
         raise NotImplementedError
+
+    def choose(self, parts: dict[str, list[Any]], labels: dict[str, list[int]] | None = None) -> dict[str, list[Any]]:
+        """The samples of each split from the dataset's parts (``"all"``, or its own ``"train"``/``"val"``/``"test"``):
+        cut by the fractions per class, then capped by the sizes (``data/splits.py``); caps above the data are said
+        once in the log. ``labels`` None: unlabelled (segmentation), cut as one class."""
+        labels = labels or {part: [0] * len(samples) for part, samples in parts.items()}
+        plan = plan_splits(labels, self.fractions, self.sizes, self.seed)
+        for note in plan.notes:
+            log.info("data: %s", note)
+        return {split: [parts[plan.parts[split]][i] for i in plan.indices[split]] for split in SPLITS}
 
     def reader(self) -> Callable[[Any], tuple[np.ndarray, Any]]:
         """A picklable callable: one sample -> (uint8 (C, S, S) image, target)."""
@@ -164,10 +180,3 @@ class FolderDataModule(InMemoryDataModule):
                                    f"{self.num_workers} workers")
         self.served = dict(self.splits)  # the loaders read the file splits as they are
         return self.placement
-
-
-def fraction_split(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:
-    """A seeded permutation of ``range(n)`` cut into val, test and train (the rest) index lists."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val, n_test = int(n * val_fraction), int(n * test_fraction)
-    return {"train": order[n_val + n_test:], "val": order[:n_val], "test": order[n_val:n_val + n_test]}

@@ -11,11 +11,15 @@ from experiments.data.datamodule import InMemoryDataModule, TensorSplit, standar
 from experiments.data.shapes import DEFAULT_KINDS, render_shapes
 
 TASKS = ("classification", "segmentation")
+#: the sizes ``null`` stands for (``data.train_size=null`` ...): the documented defaults of conf/data/shapes*.yaml
+DEFAULT_SIZES = {"classification": {"train": 8000, "val": 2000, "test": 2000},
+                 "segmentation": {"train": 3000, "val": 500, "test": 500}}
 
 
 class ShapesDataModule(InMemoryDataModule):
     """Train/val/test splits of rendered shapes; ``task=segmentation`` serves per-pixel masks as targets.
 
+    ``train_size`` / ``val_size`` / ``test_size``: images generated per split (``None``: :data:`DEFAULT_SIZES`).
     Each split has its own generator seed derived from ``seed``, so the splits never share images,
     and the data stay the same when only the training seed changes between repeats of an ablation.
 
@@ -31,9 +35,9 @@ class ShapesDataModule(InMemoryDataModule):
         num_classes: int | None = None,
         image_size: int = 32,
         channels: int = 3,
-        train_size: int = 8000,
-        val_size: int = 2000,
-        test_size: int = 2000,
+        train_size: int | None = None,
+        val_size: int | None = None,
+        test_size: int | None = None,
         seed: int = 0,
         shapes_per_image: Sequence[int] = (1, 1),
         batch_size: int = 128,
@@ -57,7 +61,10 @@ class ShapesDataModule(InMemoryDataModule):
         self.num_classes = expected
         self.image_size = image_size
         self.channels = channels
-        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
+        asked = {"train": train_size, "val": val_size, "test": test_size}
+        self.sizes = {split: DEFAULT_SIZES[task][split] if n is None else int(n) for split, n in asked.items()}
+        # class k is kinds[k]; for segmentation, mask id 0 is the background and id 1 + k is kinds[k]
+        self.class_names = (["background"] if task == "segmentation" else []) + list(self.kinds)
         self.seed = seed
         self.shapes_per_image = tuple(shapes_per_image)
         self.render_options = render_options

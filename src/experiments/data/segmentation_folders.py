@@ -8,6 +8,8 @@ likewise with nearest neighbour. They load into memory or stream from disk (``da
 VOC splits: the official ``val`` list (1449 images) is the *test* split, the number papers report;
 ``data.val_fraction`` of the official ``train`` list (seeded) is held out for validation and checkpoint
 selection, so the test images never choose a checkpoint. Nothing downloads unless ``data.download=true``.
+``data.train_size`` / ``val_size`` / ``test_size`` cap each split (``null``: all), as for every dataset
+(``data/splits.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.data.folder_data import FolderDataModule, fraction_split
+from experiments.data.folder_data import FolderDataModule
 from experiments.data.image_files import PairReader
 from experiments.data.segmentation_files import VOC_CLASSES, mask_folder_pairs, voc_pairs
 
@@ -34,6 +36,9 @@ class MaskFolderDataModule(FolderDataModule):
         ignore_index: int | None = 255,
         image_size: int = 64,
         channels: int = 3,
+        train_size: int | None = None,
+        val_size: int | None = None,
+        test_size: int | None = None,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         seed: int = 0,
@@ -45,7 +50,8 @@ class MaskFolderDataModule(FolderDataModule):
         check_files: int = 32,  # read by validation: pairs decoded before training (data/segmentation_files.py)
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, image_size, channels, memory_budget_mb,
-                         stats_images)
+                         stats_images, {"train": train_size, "val": val_size, "test": test_size},
+                         {"val": val_fraction, "test": test_fraction}, seed)
         if task != "segmentation":
             raise ValueError(f"data.task={task} is not available for this dataset; its targets are masks")
         self.root = Path(root)
@@ -60,9 +66,7 @@ class MaskFolderDataModule(FolderDataModule):
         return PairReader(self.image_size, self.channels, self.num_classes, self.ignore_index)
 
     def list_samples(self) -> dict[str, list]:
-        pairs = mask_folder_pairs(self.root)
-        parts = fraction_split(len(pairs), self.val_fraction, self.test_fraction, self.seed)
-        return {split: [pairs[i] for i in indices] for split, indices in parts.items()}
+        return self.choose({"all": mask_folder_pairs(self.root)})
 
 
 class VOCDataModule(MaskFolderDataModule):
@@ -77,6 +81,9 @@ class VOCDataModule(MaskFolderDataModule):
         ignore_index: int | None = 255,
         image_size: int = 128,
         channels: int = 3,
+        train_size: int | None = None,
+        val_size: int | None = None,
+        test_size: int | None = None,
         val_fraction: float = 0.1,
         seed: int = 0,
         batch_size: int = 16,
@@ -87,8 +94,8 @@ class VOCDataModule(MaskFolderDataModule):
         check_files: int = 32,
     ) -> None:
         super().__init__(root, task, num_classes, VOC_CLASSES[:num_classes], ignore_index, image_size, channels,
-                         val_fraction, 0.0, seed, batch_size, eval_batch_size, num_workers, memory_budget_mb,
-                         stats_images, check_files)
+                         train_size, val_size, test_size, val_fraction, 0.0, seed, batch_size, eval_batch_size,
+                         num_workers, memory_budget_mb, stats_images, check_files)
         self.download = download
 
     def prepare_data(self) -> None:
@@ -99,7 +106,4 @@ class VOCDataModule(MaskFolderDataModule):
             VOCSegmentation(str(self.root), year="2012", image_set="trainval", download=True)
 
     def list_samples(self) -> dict[str, list]:
-        train = voc_pairs(self.root, "train")
-        held_out = fraction_split(len(train), self.val_fraction, 0.0, self.seed)
-        return {"train": [train[i] for i in held_out["train"]], "val": [train[i] for i in held_out["val"]],
-                "test": voc_pairs(self.root, "val")}
+        return self.choose({"train": voc_pairs(self.root, "train"), "test": voc_pairs(self.root, "val")})

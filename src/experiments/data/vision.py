@@ -1,33 +1,31 @@
-"""Real image datasets through torchvision, held in memory like the procedural ones.
+"""Real image datasets: the torchvision sets (MNIST, Fashion-MNIST, CIFAR-10) and your own image folders.
 
 Nothing downloads unless the user asks (``data.download=true``): by default the files must already
 be under ``data.root``, and a missing copy is one clear sentence before training. MNIST-sized sets
 fit in memory as tensors, which keeps the fast batched data path of ``InMemoryDataModule``.
+
+Every split is chosen the same way as for any labelled data (``data/splits.py``): the dataset's own splits where it
+has them (the torchvision sets' train and test), a missing one cut off per class by its fraction, then each capped
+by ``data.train_size`` / ``val_size`` / ``test_size`` in proportion to the classes (``null``: all).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from experiments.data.datamodule import InMemoryDataModule, TensorSplit, standardise
-from experiments.data.folder_data import FolderDataModule, fraction_split
-from experiments.data.folders import IMAGE_SUFFIXES, class_folders
+from experiments.data.folder_data import FolderDataModule
+from experiments.data.folders import read_image_folder
 from experiments.data.image_files import ImageReader
+from experiments.data.splits import SPLITS, class_counts, lopsided, plan_splits
+from experiments.data.vision_files import DATASETS, present, read_split
+from experiments.errors import ConfigError
 
-#: name -> (torchvision class, channels, native image size, class names)
-DATASETS = {
-    "mnist": ("MNIST", 1, 28, [str(i) for i in range(10)]),
-    "fashion_mnist": (
-        "FashionMNIST", 1, 28,
-        ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"],
-    ),
-    "cifar10": (
-        "CIFAR10", 3, 32, ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-    ),
-}
+log = logging.getLogger(__name__)
 
 
 class DatasetMissing(FileNotFoundError):
@@ -52,14 +50,12 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def _split_off(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A seeded permutation split of n training items into (train, val) indices."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return order[val_size:], order[:val_size]
-
-
 class TorchvisionDataModule(InMemoryDataModule):
-    """MNIST, Fashion-MNIST or CIFAR-10 from a local ``root``; the validation split is carved from train."""
+    """MNIST, Fashion-MNIST or CIFAR-10 from a local ``root``: the official test split is the test split, and
+    ``val_fraction`` of the official training split (per class) is held out for validation.
+
+    ``val_fraction=0`` trains on every official training image, as He et al. did on CIFAR-10 (the validation loop
+    then watches the test split, ``data/datamodule.py``); their 45k/5k split is ``val_fraction=0.1``."""
 
     def __init__(
         self,
@@ -70,9 +66,10 @@ class TorchvisionDataModule(InMemoryDataModule):
         image_size: int | None = None,
         channels: int | None = None,
         num_classes: int = 10,
-        val_size: int = 5000,
         train_size: int | None = None,
+        val_size: int | None = None,
         test_size: int | None = None,
+        val_fraction: float = 0.1,
         seed: int = 0,
         batch_size: int = 128,
         eval_batch_size: int | None = None,
@@ -82,42 +79,48 @@ class TorchvisionDataModule(InMemoryDataModule):
         _classification_only(task)
         if name not in DATASETS:
             raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
-        cls_name, native_channels, native_size, self.class_names = DATASETS[name]
+        cls_name, native_channels, native_size, classes = DATASETS[name]
+        self.class_names = list(classes)  # torchvision's ``classes`` of the set, known before its files are read
         self.name, self.cls_name = name, cls_name
         self.root, self.download = Path(root), download
         self.image_size = image_size or native_size
         self.channels = channels or native_channels
         self.num_classes = num_classes
-        self.val_size, self.train_size, self.test_size = val_size, train_size, test_size
+        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
+        self.val_fraction = val_fraction
         self.seed = seed
         self.mean: list[float] = []
         self.std: list[float] = []
 
-    def _load(self, train: bool):
-        import torchvision.datasets as tvd
+    def prepare_data(self) -> None:
+        """``data.download=true`` only: torchvision fetches the official files into ``root``."""
+        if self.download and not present(self.name, self.root):
+            import torchvision.datasets as tvd
 
-        cls = getattr(tvd, self.cls_name)
+            for train in (True, False):
+                getattr(tvd, self.cls_name)(str(self.root), train=train, download=True)
+
+    def _read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.download:
+            self.prepare_data()
         try:
-            return cls(str(self.root), train=train, download=self.download)
-        except RuntimeError as err:  # torchvision: "Dataset not found or corrupted. You can use download=True"
-            raise DatasetMissing(
-                f"data.root={self.root} holds no {self.cls_name} files; point data.root at a copy or "
-                f"set data.download=true to fetch it ({err})"
-            ) from None
+            images, labels = read_split(self.name, self.root, train)
+        except ConfigError as err:
+            raise DatasetMissing(str(err)) from None
+        return _to_images(images), torch.as_tensor(labels)
 
     def build_splits(self) -> dict[str, TensorSplit]:
-        train_set, test_set = self._load(True), self._load(False)
-        train_x, train_y = _to_images(train_set.data), torch.as_tensor(train_set.targets)
-        test_x, test_y = _to_images(test_set.data), torch.as_tensor(test_set.targets)
-        train_idx, val_idx = _split_off(len(train_x), self.val_size, self.seed)
-        if self.train_size:
-            train_idx = train_idx[: self.train_size]
-        test_idx = torch.arange(min(len(test_x), self.test_size or len(test_x)))
-        images = {"train": train_x[train_idx], "val": train_x[val_idx], "test": test_x[test_idx]}
-        targets = {"train": train_y[train_idx], "val": train_y[val_idx], "test": test_y[test_idx]}
-        images = {k: self._adapt(v) for k, v in images.items()}
+        (train_x, train_y), (test_x, test_y) = self._read(True), self._read(False)
+        parts = {"train": (train_x, train_y), "test": (test_x, test_y)}
+        plan = plan_splits({k: y.tolist() for k, (_, y) in parts.items()}, {"val": self.val_fraction}, self.sizes,
+                           self.seed)
+        for note in plan.notes:
+            log.info("data: %s", note)
+        chosen = {split: torch.as_tensor(plan.indices[split], dtype=torch.long) for split in SPLITS}
+        images = {s: self._adapt(parts[plan.parts[s]][0][chosen[s]]) for s in SPLITS}
+        targets = {s: parts[plan.parts[s]][1][chosen[s]].long() for s in SPLITS}
         images, self.mean, self.std = standardise(images)
-        return {k: TensorSplit(images[k], targets[k].long()) for k in images}
+        return {k: TensorSplit(images[k], targets[k]) for k in SPLITS}
 
     def _adapt(self, images: torch.Tensor) -> torch.Tensor:
         """Resize and convert channels so any model config written for shapes also runs here."""
@@ -130,10 +133,14 @@ class TorchvisionDataModule(InMemoryDataModule):
 
 
 class ImageFolderDataModule(FolderDataModule):
-    """A folder of class sub-folders (``root/<class>/*.png``), resized and split by seeded fractions; in memory
-    within ``memory_budget_mb``, else streamed from disk (``data/folder_data.py``).
+    """Your own images: ``root/<class>/*.png``, or a folder already split into ``root/train|val|test/<class>/``
+    (``data/folders.py``), resized; in memory within ``memory_budget_mb``, else streamed from disk
+    (``data/folder_data.py``).
 
-    ``num_classes`` None: as many classes as :func:`~experiments.data.folders.class_folders` finds."""
+    A folder without its own split is cut per class by ``val_fraction`` / ``test_fraction``, so every class is in
+    every split in proportion; a missing ``val/`` or ``test/`` is cut from ``train/`` the same way. Lopsided
+    classes (fewer images than splits, or 20x fewer than the largest class) train with one warning line, kept
+    in ``data_warnings`` for the run's record. ``num_classes`` None: as many as there are class folders."""
 
     def __init__(
         self,
@@ -142,6 +149,9 @@ class ImageFolderDataModule(FolderDataModule):
         image_size: int = 32,
         channels: int = 3,
         num_classes: int | None = None,
+        train_size: int | None = None,
+        val_size: int | None = None,
+        test_size: int | None = None,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         seed: int = 0,
@@ -152,23 +162,35 @@ class ImageFolderDataModule(FolderDataModule):
         stats_images: int = 1000,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, image_size, channels, memory_budget_mb,
-                         stats_images)
+                         stats_images, {"train": train_size, "val": val_size, "test": test_size},
+                         {"val": val_fraction, "test": test_fraction}, seed)
         _classification_only(task)
         self.root = Path(root)
         self.expected_classes = num_classes
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.seed = seed
-        self.class_names: list[str] = []
 
     def reader(self) -> ImageReader:
         return ImageReader(self.image_size, self.channels)
 
     def list_samples(self) -> dict[str, list]:
-        from torchvision.datasets.folder import make_dataset
-
         if not self.root.is_dir():
             raise DatasetMissing(f"data.root={self.root} is not a folder; point it at a folder of class sub-folders")
-        self.class_names = class_folders(self.root, self.expected_classes)  # the classes validation counted
-        samples = make_dataset(str(self.root), {name: k for k, name in enumerate(self.class_names)}, IMAGE_SUFFIXES)
-        parts = fraction_split(len(samples), self.val_fraction, self.test_fraction, self.seed)
-        return {split: [samples[i] for i in indices] for split, indices in parts.items()}
+        folder = read_image_folder(self.root)  # the classes and files validation read
+        self.class_names = folder.class_names
+        if self.expected_classes is not None and self.expected_classes != len(self.class_names):
+            raise ConfigError("data.num_classes", self.expected_classes, f"{self.root} has {len(self.class_names)} "
+                              "class folders with images", f"set data.num_classes={len(self.class_names)}, or leave "
+                              "it out to count them")
+        splits = 1 + sum(f > 0 for f in self.fractions.values()) if not folder.presplit else len(SPLITS)
+        warning = lopsided(folder.counts(), splits)
+        self.data_warnings = [warning] if warning else []
+        labels = {part: [label for _, label in samples] for part, samples in folder.parts.items()}
+        chosen = self.choose(folder.parts, labels)
+        if folder.presplit:
+            log.info("data: %s is already split (%s): used as it is", self.root, ", ".join(sorted(folder.parts)))
+        for split, samples in chosen.items():
+            missing = set(range(len(self.class_names))) - set(class_counts([y for _, y in samples]))
+            if missing and samples and split == "train":
+                names = ", ".join(self.class_names[k] for k in sorted(missing))
+                self.data_warnings.append(f"the training split has no image of the classes {names}")
+        return chosen

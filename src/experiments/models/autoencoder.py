@@ -20,6 +20,8 @@ for ``loss=pixel_mse``, a pixel logit for ``loss=pixel_bce``) is the loss's busi
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -28,11 +30,15 @@ from experiments.layers.norm import BATCH_NORM, NormFactory
 from experiments.layers.pooling import PoolingFactory
 from experiments.layers.upsampling import UpsamplingFactory
 from experiments.models.encoder import ConvBlock, Encoder
-from experiments.models.fcn import run_stages
+from experiments.specs import EncoderSpec
 
 
 class Autoencoder(nn.Module):
     """Encoder -> bottleneck (1x1 in, 1x1 out) -> per stage, deepest first: upsample, conv blocks -> image."""
+
+    #: the encoder's shape unless told otherwise: the cnn's, so that its weights fit a cnn built alike
+    #: (conf/model/autoencoder.yaml says the same; tests/test_specs.py checks)
+    ENCODER: ClassVar[EncoderSpec] = EncoderSpec(stages=3, convs_per_stage=1, width=16)
 
     def __init__(
         self,
@@ -40,26 +46,20 @@ class Autoencoder(nn.Module):
         act_layer: ActivationFactory,
         pool_layer: PoolingFactory,
         upsample_layer: UpsamplingFactory,
-        stages: int = 3,
-        convs_per_stage: int = 1,
-        width: int = 16,
-        growth: float = 2.0,
-        kernel_size: int = 3,
+        encoder: EncoderSpec | None = None,
         norm_layer: NormFactory = BATCH_NORM,
-        max_width: int = 512,
         bottleneck: int | None = 32,
         noise_std: float = 0.0,
     ) -> None:
         super().__init__()
+        spec = encoder or self.ENCODER
+        stages, convs_per_stage, kernel_size = spec.stages, spec.convs_per_stage, spec.kernel_size
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
         if bottleneck is not None and bottleneck < 1:
             raise ValueError(f"bottleneck must be a positive channel count or None, got {bottleneck}")
         self.with_indices = upsample_layer.needs_indices
-        self.encoder = Encoder(
-            in_channels, act_layer, pool_layer, stages, convs_per_stage, width, growth, kernel_size, norm_layer,
-            max_width, return_indices=self.with_indices,
-        )
+        self.encoder = Encoder(in_channels, act_layer, pool_layer, spec, norm_layer, return_indices=self.with_indices)
         widths, factor = self.encoder.widths, pool_layer.factor
         deepest = widths[-1]
         # the code: squeezed to `bottleneck` channels, then widened back so that unpooling's indices fit it
@@ -91,7 +91,7 @@ class Autoencoder(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs, indices, sizes = run_stages(self.encoder, self.corrupt(x), self.with_indices)
+        outputs, indices, sizes = self.encoder.forward_stages(self.corrupt(x), self.with_indices)
         y = self.bottleneck(outputs[-1])
         for step, (up, convs) in enumerate(zip(self.upsample, self.decoder, strict=True)):
             i = len(outputs) - 1 - step  # the pool being undone

@@ -18,6 +18,7 @@ far and then has to recover the resolution with skips.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ from experiments.layers.norm import BATCH_NORM, NormFactory
 from experiments.layers.pooling import PoolingFactory
 from experiments.layers.upsampling import UpsamplingFactory
 from experiments.models.encoder import ConvBlock, Encoder
-from experiments.models.fcn import run_stages
+from experiments.specs import EncoderSpec
 
 PAPER_DILATIONS = (1, 1, 2, 4, 8, 16, 1)
 
@@ -53,6 +54,10 @@ def identity_(conv: nn.Conv2d, pieces: int = 1) -> nn.Conv2d:
 class DilatedNet(nn.Module):
     """Pooled front-end -> dilated stages -> context module -> class scores upsampled to the input size."""
 
+    #: the pooled front-end's shape unless told otherwise (conf/model/dilated.yaml says the same;
+    #: tests/test_specs.py checks): two pools, output stride 4
+    ENCODER: ClassVar[EncoderSpec] = EncoderSpec(stages=2, convs_per_stage=2, width=16)
+
     def __init__(
         self,
         in_channels: int,
@@ -60,37 +65,32 @@ class DilatedNet(nn.Module):
         act_layer: ActivationFactory,
         pool_layer: PoolingFactory,
         upsample_layer: UpsamplingFactory,
-        stages: int = 2,
-        dilated_stages: int = 1,
-        convs_per_stage: int = 2,
-        width: int = 32,
-        growth: float = 2.0,
-        kernel_size: int = 3,
+        encoder: EncoderSpec | None = None,
         norm_layer: NormFactory = BATCH_NORM,
-        max_width: int = 512,
-        context_width: int = 64,
+        dilated_stages: int = 1,
+        context_width: int = 32,
         dilations: Sequence[int] = PAPER_DILATIONS,
         identity_init: bool = True,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        spec = encoder or self.ENCODER
+        stages = spec.stages
         if stages < 1:
             raise ValueError("the dilated network needs at least one pooled stage (use pooling=none to keep size)")
         if not dilations or any(int(d) < 1 for d in dilations):
             raise ValueError(f"context dilations must be positive integers, got {list(dilations)}")
         self.with_indices = upsample_layer.needs_indices
-        self.encoder = Encoder(
-            in_channels, act_layer, pool_layer, stages, convs_per_stage, width, growth, kernel_size, norm_layer,
-            max_width, return_indices=self.with_indices,
-        )
+        self.encoder = Encoder(in_channels, act_layer, pool_layer, spec, norm_layer, return_indices=self.with_indices)
         blocks: list[nn.Module] = []
         channels = self.encoder.out_channels
-        for s in range(dilated_stages):
-            out = min(int(round(width * growth ** (stages + s))), max_width)
-            for j in range(convs_per_stage):
+        for s in range(dilated_stages):  # the encoder's growth goes on; dilation 2, 4, ... replaces the pool
+            out = spec.stage_width(stages + s)
+            for j in range(spec.convs_per_stage):
                 blocks.append(
                     ConvBlock(
-                        channels if j == 0 else out, out, act_layer, kernel_size, norm_layer, dilation=2 ** (s + 1)
+                        channels if j == 0 else out, out, act_layer, spec.kernel_size, norm_layer,
+                        dilation=2 ** (s + 1),
                     )
                 )
             channels = out
@@ -113,7 +113,7 @@ class DilatedNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs, indices, sizes = run_stages(self.encoder, x, self.with_indices)
+        outputs, indices, sizes = self.encoder.forward_stages(x, self.with_indices)
         features = self.dilated(outputs[-1])
         score = self.score(self.context(self.to_context(features)))
         rest = range(len(outputs) - 1, -1, -1)

@@ -15,6 +15,8 @@ the same fraction of the image as FCN-8s's stride 8 on 256 px crops.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -23,29 +25,7 @@ from experiments.layers.norm import BATCH_NORM, NormFactory
 from experiments.layers.pooling import PoolingFactory
 from experiments.layers.upsampling import UpsamplingFactory
 from experiments.models.encoder import ConvBlock, Encoder
-from experiments.options import FCN_VARIANTS
-
-
-def run_stages(encoder: Encoder, x: torch.Tensor, with_indices: bool) -> tuple[list, list, list]:
-    """Run the encoder stage by stage; return every pool's output, its indices and its input size.
-
-    Segmenters need what ``Encoder.forward`` throws away: the skips, and where each max-pool found its
-    maxima. Indexing the pool's (output, indices) pair instead of unpacking it keeps the model
-    ``torch.fx``-traceable for the receptive-field diagnostics.
-    """
-    outputs, indices, sizes = [], [], []
-    for stage in encoder.stages:
-        x = stage.convs(x)
-        sizes.append(x.shape[-2:])
-        pooled = stage.pool(x)
-        if with_indices:
-            x = pooled[0]
-            indices.append(pooled[1])
-        else:
-            x = pooled
-            indices.append(None)
-        outputs.append(x)
-    return outputs, indices, sizes
+from experiments.specs import FCN_VARIANTS, EncoderSpec
 
 
 @torch.no_grad()
@@ -66,6 +46,9 @@ def zero_(conv: nn.Conv2d) -> nn.Conv2d:
 class FCN(nn.Module):
     """Encoder -> fc6 (k x k conv) -> fc7 (1x1) -> class scores -> skip fusion -> upsampled to the input."""
 
+    #: the encoder's shape unless told otherwise (conf/model/fcn.yaml says the same; tests/test_specs.py checks)
+    ENCODER: ClassVar[EncoderSpec] = EncoderSpec(stages=3, convs_per_stage=2, width=16)
+
     def __init__(
         self,
         in_channels: int,
@@ -73,29 +56,23 @@ class FCN(nn.Module):
         act_layer: ActivationFactory,
         pool_layer: PoolingFactory,
         upsample_layer: UpsamplingFactory,
-        stages: int = 3,
-        convs_per_stage: int = 2,
-        width: int = 32,
-        growth: float = 2.0,
-        kernel_size: int = 3,
+        encoder: EncoderSpec | None = None,
         norm_layer: NormFactory = BATCH_NORM,
-        max_width: int = 512,
-        fc_width: int = 128,
+        fc_width: int = 64,
         fc_kernel: int = 3,
         dropout: float = 0.0,
         variant: str = "8s",
     ) -> None:
         super().__init__()
+        spec = encoder or self.ENCODER
+        stages = spec.stages
         if variant not in FCN_VARIANTS:
             raise ValueError(f"unknown FCN variant {variant!r}; choose one of {list(FCN_VARIANTS)}")
         skips = FCN_VARIANTS[variant]
         if skips > stages - 1:
             raise ValueError(f"FCN-{variant} fuses {skips} earlier pools, so it needs at least {skips + 1} stages")
         self.with_indices = upsample_layer.needs_indices
-        self.encoder = Encoder(
-            in_channels, act_layer, pool_layer, stages, convs_per_stage, width, growth, kernel_size, norm_layer,
-            max_width, return_indices=self.with_indices,
-        )
+        self.encoder = Encoder(in_channels, act_layer, pool_layer, spec, norm_layer, return_indices=self.with_indices)
         widths, factor = self.encoder.widths, pool_layer.factor
         # the classifier's fully connected layers, as convolutions (dropout as in VGG's fc6/fc7)
         self.head = nn.Sequential(
@@ -120,7 +97,7 @@ class FCN(nn.Module):
         self.skips = skips
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs, indices, sizes = run_stages(self.encoder, x, self.with_indices)
+        outputs, indices, sizes = self.encoder.forward_stages(x, self.with_indices)
         depth = len(outputs)
         score = self.score(self.head(outputs[-1]))
         for j in range(1, self.skips + 1):

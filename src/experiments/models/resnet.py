@@ -14,7 +14,7 @@ from torch import nn
 
 from experiments.layers.activation import ActivationFactory
 from experiments.layers.norm import BATCH_NORM, NormFactory
-from experiments.options import RESNET_DEPTHS, resnet_blocks_per_stage
+from experiments.specs import RESNET_DEPTHS, resnet_blocks_per_stage
 
 
 def _conv3x3(cin: int, cout: int, stride: int, bias: bool) -> nn.Conv2d:

@@ -52,7 +52,7 @@ from experiments.errors import CheckpointError, ConfigError
 from experiments.layers.activation import ActivationFactory
 from experiments.layers.norm import NormFactory
 from experiments.layers.pooling import PoolingFactory
-from experiments.options import ZOO_SWAPPABLE
+from experiments.specs import ZOO_SWAPPABLE
 
 #: modules that are an architecture's non-linearities (the activation group replaces them); gates are not here
 NONLINEARITIES: tuple[type[nn.Module], ...] = (

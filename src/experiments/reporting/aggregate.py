@@ -38,13 +38,15 @@ from experiments.reporting.comparison import (
 from experiments.reporting.runs import COMPLETED, FAILED, RunResult, is_seed_override, parse_override
 from experiments.reporting.selection import BEST_OF_OPTION, Selection, check_key, choose, selection_metric
 from experiments.reporting.stats import Stat, mean_std
+from experiments.specs import TASKS
 
 METRIC_PREFIXES = ("test/", "val/", "train/")
 #: per-run numbers besides the final metrics; a column appears only when some completed run recorded it
 EXTRA_COLUMNS = ("params", "flops", "receptive_field", "wall_time_s", "vanishing_ratio")
 #: headline metrics: the first present sorts the table, each present gets a bar chart (probe_acc: the linear probe of
 #: an encoder, psnr: an autoencoder's reconstruction)
-PRIMARY_CANDIDATES = ("test/acc", "test/miou", "test/probe_acc", "test/psnr", "val/acc", "val/miou", "val/psnr")
+PRIMARY_CANDIDATES = (TASKS["classification"].test_metric, TASKS["segmentation"].test_metric, "test/probe_acc",
+                      TASKS["reconstruction"].test_metric, *(spec.monitor for spec in TASKS.values()))
 #: Override keys dropped from the group key even when they vary: they only configure Hydra itself.
 IGNORED_OVERRIDE_PREFIXES = ("hydra.",)
 #: History keys that are the x-axis, not curves.

@@ -269,8 +269,10 @@ def _run_line(run: RunResult, constants: Sequence[str]) -> str:
     return f"- `{run.path}` ({config}): {run.error or 'no details'}"
 
 
-def render_markdown(summary: Summary, dirs: Sequence[Path], plots: Sequence[Path] = ()) -> str:
-    """The full ``report.md``: header, tables, selection, plots, failed and missing runs."""
+def render_markdown(summary: Summary, dirs: Sequence[Path], plots: Sequence[Path] = (),
+                    sections: Sequence[str] = ()) -> str:
+    """The full ``report.md``: header, tables, selection, ``sections`` (further Markdown lines, e.g. the per-class
+    table of :mod:`~experiments.reporting.per_class`), plots, failed and missing runs."""
     tasks = sorted({run.task for run in summary.runs if run.task})
     lines = [
         "# Sweep report",
@@ -306,6 +308,8 @@ def render_markdown(summary: Summary, dirs: Sequence[Path], plots: Sequence[Path
         lines += [""] + [f"- {note}" for note in pairing_notes(summary)]
     if summary.selection is not None:
         lines += ["", f"## Selection (`--best-of {summary.selection.key}`)", "", selection_table(summary)]
+    if sections:
+        lines += ["", *sections]
     if plots:
         lines += ["", "## Plots", ""]
         lines += [f"![{p.stem}]({p.name})" for p in plots]

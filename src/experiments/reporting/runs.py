@@ -3,9 +3,11 @@
 Only files are read (``metrics.json`` and Hydra's ``.hydra/*.yaml``); nothing here imports torch or
 lightning, so reporting on a finished sweep starts in a fraction of a second.
 
-Schema tolerance is deliberate: ``metrics.json`` files from older versions of the training code may lack
-any key, so every field falls back to an empty/None value instead of raising.  A run that cannot be
-interpreted is classified as *incomplete* with a reason rather than aborting the whole report.
+The fields are those :mod:`experiments.run.schema` declares (the one description of ``metrics.json``), read
+through :func:`~experiments.run.schema.read`, which refuses a name the schema lacks. Schema tolerance is
+deliberate: ``metrics.json`` files from older versions of the training code may lack any field, so every field
+falls back to an empty/None value instead of raising.  A run that cannot be interpreted is classified as
+*incomplete* with a reason rather than aborting the whole report.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ from experiments.run.layout import HYDRA_CONFIG as CONFIG_FILE
 from experiments.run.layout import HYDRA_DIR
 from experiments.run.layout import HYDRA_OVERRIDES as OVERRIDES_FILE
 from experiments.run.layout import METRICS as METRICS_FILE
+from experiments.run.schema import read
 
-Status = Literal["completed", "failed", "incomplete"]
+#: a run as the report sees it: completed, failed, pruned by a search (not a failure, left out of the arms'
+#: statistics like an incomplete run), or incomplete (running, interrupted, unreadable)
+Status = Literal["completed", "failed", "pruned", "incomplete"]
 COMPLETED: Status = "completed"
 FAILED: Status = "failed"
+PRUNED: Status = "pruned"
 INCOMPLETE: Status = "incomplete"
 
 #: Override keys that identify the random seed; runs differing only in these are replicates.
@@ -169,14 +175,14 @@ def find_run_dirs(root: Path) -> list[Path]:
 
 
 def _load_overrides(path: Path, data: dict[str, Any]) -> list[str] | None:
-    overrides = _as_str_list(data.get("overrides"))
+    overrides = _as_str_list(read(data, "overrides"))
     if overrides is not None:
         return overrides
     return _as_str_list(_read_yaml(path / HYDRA_DIR / OVERRIDES_FILE))
 
 
 def _load_seed(path: Path, data: dict[str, Any], overrides: Sequence[str]) -> int | None:
-    seed = _as_int(data.get("seed"))
+    seed = _as_int(read(data, "seed"))
     if seed is not None:
         return seed
     for override in overrides:
@@ -218,12 +224,15 @@ def _load_gradient_flow(raw: Any) -> GradientFlow | None:
 
 
 def _classify(data: dict[str, Any], metrics: dict[str, float]) -> tuple[Status, str | None]:
-    status = data.get("status")
+    status = read(data, "status")
     if status == "completed":
         return COMPLETED, None
     if status == "failed":
-        error = data.get("error")
+        error = read(data, "error")
         return FAILED, _one_line(error) if error else "(no error message recorded)"
+    if status == "pruned":
+        error = read(data, "error")
+        return PRUNED, _one_line(error) if error else "pruned by the search"
     if status == "running":
         return INCOMPLETE, "status is 'running': the job ended without finalising metrics.json"
     if status == "interrupted":
@@ -256,7 +265,7 @@ def load_run(path: Path) -> RunResult:
             else:
                 reason = "metrics.json is not a JSON object"
 
-    raw_metrics = data.get("metrics")
+    raw_metrics = read(data, "metrics")
     metrics: dict[str, float] = {}
     if isinstance(raw_metrics, dict):
         for key, value in raw_metrics.items():
@@ -268,8 +277,8 @@ def load_run(path: Path) -> RunResult:
         status, reason = _classify(data, metrics)
 
     overrides = _load_overrides(path, data)
-    choices = data.get("choices")
-    task = data.get("task")
+    choices = read(data, "choices")
+    task = read(data, "task")
     return RunResult(
         path=path,
         status=status,
@@ -280,15 +289,15 @@ def load_run(path: Path) -> RunResult:
         overrides_known=overrides is not None,
         seed=_load_seed(path, data, overrides or []),
         metrics=metrics,
-        params=_as_float(data.get("params")),
-        wall_time_s=_as_float(data.get("wall_time_s")),
-        vanishing_ratio=_as_float(data.get("vanishing_ratio")),
-        flops=_as_float(data.get("flops")),
-        receptive_field=_as_float(data.get("receptive_field")),
-        history=_load_history(data.get("history")),
-        gradient_flow=_load_gradient_flow(data.get("gradient_flow")),
-        tags=_as_str_list(data.get("tags")) or [],
-        debug=str(data["debug"]) if data.get("debug") else None,
+        params=_as_float(read(data, "params")),
+        wall_time_s=_as_float(read(data, "wall_time_s")),
+        vanishing_ratio=_as_float(read(data, "vanishing_ratio")),
+        flops=_as_float(read(data, "flops")),
+        receptive_field=_as_float(read(data, "receptive_field")),
+        history=_load_history(read(data, "history")),
+        gradient_flow=_load_gradient_flow(read(data, "gradient_flow")),
+        tags=_as_str_list(read(data, "tags")) or [],
+        debug=str(read(data, "debug")) if read(data, "debug") else None,
     )
 
 

@@ -26,11 +26,13 @@ from experiments.errors import ConfigError
 from experiments.reporting.comparison import DEFAULT_LABEL
 from experiments.reporting.runs import COMPLETED, RunResult, is_seed_override, parse_override
 from experiments.reporting.stats import Stat, mean_std
+from experiments.specs import TASKS
 
 BEST_OF_OPTION = "--best-of"
 SEGMENTATION = "segmentation"
-#: (metric, maximise) in order of preference; the first present in a completed run is used.
-SELECTION_METRICS = (("val/acc", True), ("val/miou", True), ("val/psnr", True), ("val/loss", False))
+#: (metric, maximise) in order of preference, the tasks' monitors (experiments.specs.TASKS) then the loss; the first
+#: present in a completed run is used.
+SELECTION_METRICS = (*((spec.monitor, spec.mode == "max") for spec in TASKS.values()), ("val/loss", False))
 _TIE_DIGITS = 1e-12
 
 
@@ -38,8 +40,9 @@ def selection_metric(runs: Sequence[RunResult]) -> tuple[str, bool] | None:
     """The validation metric to select by and whether higher is better (None: no run has one)."""
     done = [run for run in runs if run.status == COMPLETED]
     present = {key for run in done for key in run.metrics}
-    if "val/miou" in present and any(run.task == SEGMENTATION for run in done):
-        return "val/miou", True
+    segmentation = TASKS[SEGMENTATION]
+    if segmentation.monitor in present and any(run.task == SEGMENTATION for run in done):
+        return segmentation.monitor, segmentation.mode == "max"
     return next(((m, up) for m, up in SELECTION_METRICS if m in present), None)
 
 

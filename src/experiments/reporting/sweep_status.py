@@ -21,7 +21,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments.reporting.runs import COMPLETED, HYDRA_DIR, OVERRIDES_FILE, find_run_dirs, load_run
+from experiments.reporting.runs import COMPLETED, HYDRA_DIR, OVERRIDES_FILE, PRUNED, find_run_dirs, load_run
 
 #: exit status of a sweep in which at least one job failed or did not finish
 EXIT_FAILED_JOBS = 1
@@ -35,6 +35,11 @@ class JobOutcome:
     overrides: list[str]
     completed: bool
     error: str | None
+    pruned: bool = False  # stopped early by a search: not a failure
+
+    @property
+    def failed(self) -> bool:
+        return not (self.completed or self.pruned)
 
     def line(self) -> str:
         """``failed job 3 [activation=sigmoid seed=1]: RuntimeError: ...`` -- one line, no traceback."""
@@ -69,13 +74,15 @@ def sweep_outcomes(sweep_dir: Path, before: dict[Path, int | None] | None = None
             overrides=[o for o in run.overrides if o not in shared],
             completed=run.status == COMPLETED,
             error=run.error,
+            pruned=run.status == PRUNED,
         )
         for run in runs
     ]
 
 
 class SweepStatus(Callback):
-    """Exit non-zero at the end of a multirun when any job failed, naming each failed job on one line."""
+    """Exit non-zero at the end of a multirun when any job failed, naming each failed job on one line (a job a
+    search pruned did not fail)."""
 
     def __init__(self, exit_code: int = EXIT_FAILED_JOBS) -> None:
         self.exit_code = exit_code
@@ -89,9 +96,10 @@ class SweepStatus(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = self._sweep_dir or Path(str(config.hydra.sweep.dir))
         outcomes = sweep_outcomes(sweep_dir, self._before)
-        failed = [job for job in outcomes if not job.completed]
-        done = len(outcomes) - len(failed)
-        print(f"sweep {sweep_dir}: {done} of {len(outcomes)} jobs completed", flush=True)
+        failed = [job for job in outcomes if job.failed]
+        done, pruned = sum(job.completed for job in outcomes), sum(job.pruned for job in outcomes)
+        extra = f", {pruned} pruned by the search" if pruned else ""
+        print(f"sweep {sweep_dir}: {done} of {len(outcomes)} jobs completed{extra}", flush=True)
         print(f"compare them: python -m experiments.report {sweep_dir}", flush=True)
         if not outcomes:
             print(f"error: no job wrote a run dir under {sweep_dir}", file=sys.stderr, flush=True)

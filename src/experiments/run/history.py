@@ -1,8 +1,8 @@
-"""What a run leaves on disk so that the report needs nothing else: ``metrics.json`` and its history.
+"""A run's learning curves and final values as ``metrics.json`` keeps them (its ``metrics`` and ``history`` fields:
+see :mod:`experiments.run.schema`, the one description of the file).
 
-``metrics.json`` schema: status (completed | failed | interrupted | running), error, task, choices, overrides,
-seed, metrics (final train/val/test values), params, wall_time_s, vanishing_ratio, history (per-epoch
-curves), gradient_flow, best_checkpoint, run_dir.
+Lightning's metric dict holds ``_step``/``_epoch`` variants and tensors; the record keeps epoch-level floats named
+``<split>/<name>``, with None where a value is not finite (JSON has no NaN).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-METRIC_PREFIXES = ("train/", "val/", "test/")
+from experiments.run.schema import METRIC_PREFIXES
 
 
 def _scalar(value: Any) -> float | None:
@@ -33,6 +33,17 @@ def epoch_metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
     return dict(sorted(out.items()))
 
 
+def append_row(history: dict[str, list], row: dict[str, Any]) -> None:
+    """Append one epoch's ``row`` to column-wise ``history`` (one list per key, all the same length): a key first seen
+    now gets None for the earlier epochs, and a key missing from this row gets None for this one."""
+    n = len(next(iter(history.values()), []))
+    for key, value in row.items():
+        history.setdefault(key, [None] * n).append(value)
+    for values in history.values():
+        if len(values) < n + 1:
+            values.append(None)
+
+
 class HistoryRecorder(Callback):
     """Keeps per-epoch learning curves in memory, for ``metrics.json`` and the sweep report."""
 
@@ -40,15 +51,8 @@ class HistoryRecorder(Callback):
         self.history: dict[str, list] = {"epoch": [], "step": []}
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        row = epoch_metrics(trainer.callback_metrics)
-        n = len(self.history["epoch"])
-        self.history["epoch"].append(trainer.current_epoch)
-        self.history["step"].append(trainer.global_step)
-        for key, value in row.items():
-            self.history.setdefault(key, [None] * n).append(value)
-        for values in self.history.values():
-            if len(values) < n + 1:
-                values.append(None)
+        append_row(self.history, {"epoch": trainer.current_epoch, "step": trainer.global_step,
+                                  **epoch_metrics(trainer.callback_metrics)})
 
     def run_summary(self) -> dict[str, Any]:
         return {"history": self.history}

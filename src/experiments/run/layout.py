@@ -11,7 +11,7 @@ A run dir is self-describing (the report, ``evaluate`` and ``resume`` need nothi
       evaluation-<ckpt>.json              written by python -m experiments.evaluate
       probe.json                          the linear probe of the encoder (probe=true, or evaluate --probe)
       pretrain/                           pretrain=autoencoder: the unsupervised run this run's encoder starts from
-      tensorboard/<run name>/ csv/        logger output (the TensorBoard run named by its overrides, run/naming.py)
+      tensorboard/<run name>/ csv/        logger output (the TensorBoard run named by its overrides, naming.py)
       figures/<tag>/step_<n>.png          every image a diagnostic or task logs, whatever the logger
       profiler/fit-profile.txt            debug=profiler's report (and a Chrome trace with trainer.profiler=pytorch)
       train.log

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from experiments.tasks.segmentation import palette
+from experiments.data.palette import palette
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 

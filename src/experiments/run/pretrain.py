@@ -20,9 +20,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.options import RECONSTRUCTION_LOSSES
+from experiments.naming import group_choices, override_key, task_overrides
 from experiments.run.layout import RunDir
-from experiments.run.record import group_choices, override_key, task_overrides
+from experiments.specs import RECONSTRUCTION_LOSSES
 
 #: keys of this run that the pre-training run replaces, so its record does not claim them
 REPLACED = ("model", "loss", "trainer.max_epochs", "pretrain", "probe", "encoder_from")

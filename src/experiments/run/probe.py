@@ -28,6 +28,7 @@ from torch import nn
 from experiments.analysis.linear_probe import L2, MAX_ITER, fit_linear_probe
 from experiments.errors import ConfigError
 from experiments.run.layout import RunDir, write_json
+from experiments.specs import ENCODER_MODELS
 
 #: how the probe is fitted, recorded with its result
 SOLVER = (f"multinomial logistic regression on standardised global-average-pooled encoder features, L2 {L2} on "
@@ -35,12 +36,9 @@ SOLVER = (f"multinomial logistic regression on standardised global-average-poole
 
 
 def encoder_output(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The encoder's last feature map; a max-pool that records indices (for unpooling) gives its values only."""
-    for stage in encoder.stages:
-        x = stage.pool(stage.convs(x))
-        if isinstance(x, tuple):
-            x = x[0]
-    return x
+    """The encoder's last feature map (the stage walker's last output: a max-pool that records indices for
+    unpooling gives its values only)."""
+    return encoder.forward_stages(x).outputs[-1]
 
 
 @torch.no_grad()
@@ -63,9 +61,10 @@ def pooled_features(
 def probe_network(network: nn.Module, datamodule: Any) -> dict[str, Any]:
     """Fit the probe on the training split, score it on the training and test splits; returns probe.json's body."""
     encoder = getattr(network, "encoder", None)
-    if not isinstance(encoder, nn.Module) or not hasattr(encoder, "stages"):
+    if not isinstance(encoder, nn.Module) or not hasattr(encoder, "forward_stages"):
+        encoders = f"{', '.join(ENCODER_MODELS[:-1])} or {ENCODER_MODELS[-1]}"
         raise ConfigError("probe", "true", f"the probe reads the shared encoder, which {type(network).__name__} "
-                          "does not have", "probe a run of model=cnn, fcn, dilated or autoencoder")
+                          "does not have", f"probe a run of model={encoders}")
     for stage in ("fit", "test"):
         datamodule.setup(stage)
     device = next(network.parameters()).device

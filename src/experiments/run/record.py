@@ -1,19 +1,18 @@
 """``RunRecord``: the one writer of ``<run dir>/metrics.json``, and the owner of a run's status.
 
-A run's status goes ``running`` -> ``completed | failed | interrupted`` and nothing else writes it: the
+A run's status goes ``running`` -> ``completed | failed | interrupted | pruned`` and nothing else writes it: the
 record is a context manager around the whole of ``train(cfg)``, so whatever stops a run (a config
-mistake, a bad checkpoint, a crash while fitting, a signal) leaves a record saying why, with the
-diagnostics gathered so far, before the error goes on to the caller. Two rules keep records truthful:
+mistake, a bad checkpoint, a crash while fitting, a signal, a search pruning the trial) leaves a record saying
+why, with the diagnostics gathered so far, before the error goes on to the caller. Three rules keep records
+truthful:
 
 * before training starts, a failure never overwrites the record of the run being resumed (a typo in a
   ``resume=true`` command must not turn a finished run into a failed one);
-* under DDP only the global-zero process writes.
-
-``metrics.json`` keys (stable for users and the report): status, error, task, choices, overrides, seed,
-run_dir, tags, debug, metrics, params, world_size, wall_time_s, epochs, best_checkpoint, averaged, history, diagnostics
-summaries (vanishing_ratio, gradient_flow, flops, receptive_field ...), data_stats, resumed_from,
-resumes, provenance (versions of Python, torch, Lightning, torchvision and this project, the git commit), and
-what the network's own ``run_summary()`` returns (``zoo``: a standard architecture's swapped modules).
+* under DDP only the global-zero process writes;
+* every field is one that :mod:`experiments.run.schema` declares (its meaning, and when it is written): a field it
+  does not know is refused (:class:`~experiments.run.schema.UnknownField`), so the schema, the README's table and the
+  report's reader cannot drift from what is written. Fields come in through :meth:`RunRecord.add`,
+  :meth:`RunRecord.complete`'s keywords, a callback's or the network's ``run_summary()``.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import inspect
 import logging
 import platform
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -30,71 +30,21 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import ConfigError, RunInterrupted
+from experiments.errors import ConfigError, RunInterrupted, RunPruned
+from experiments.naming import (
+    RECORDED_GROUPS,
+    current_swept_keys,
+    debug_mode,
+    group_choices,
+    override_key,
+    run_tags,
+    task_overrides,
+)
+from experiments.run import schema
 from experiments.run.layout import RunDir, read_json, write_json
-from experiments.run.naming import current_swept_keys, default_choices, override_key, run_name
-from experiments.validation import run_task
+from experiments.specs import model_option, run_task, unused_choices
 
 log = logging.getLogger(__name__)
-
-#: groups whose choice is recorded with every run (HParams columns, report grouping)
-RECORDED_GROUPS = (
-    "model", "activation", "pooling", "norm", "upsampling", "init", "loss", "optimizer", "scheduler", "data", "augment",
-    "trainer", "diagnostics", "experiment", "debug", "pretrain",
-)
-#: override keys that say how a run was launched, not what it is (the report groups by the others)
-#: (tags label a run, print_config only changes the console)
-LAUNCH_KEYS = ("resume", "ckpt_path", "tags", "print_config")
-
-
-
-
-def group_choices(cfg: DictConfig) -> dict[str, str]:
-    """Which option of each config group this run uses (from Hydra's runtime record)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if cfg.get("hydra") is not None:
-        choices = cfg.hydra.runtime.choices
-    elif HydraConfig.initialized():
-        choices = HydraConfig.get().runtime.choices
-    else:
-        choices = {}
-    return {g: str(choices[g]) for g in RECORDED_GROUPS if choices.get(g) is not None}
-
-
-def run_tags(cfg: DictConfig) -> list[str]:
-    """The run's ``tags=[...]`` as strings (validation has checked they are a list)."""
-    tags = cfg.get("tags") or []
-    return [str(tag) for tag in ([tags] if isinstance(tags, str) else tags)]
-
-
-def debug_mode(cfg: DictConfig, choices: dict[str, str]) -> str | None:
-    """What makes this a debug run, or None: the ``debug`` group's option, else a debug switch of Lightning's set
-    by hand (``trainer.fast_dev_run``, ``trainer.overfit_batches``). The report leaves debug runs out."""
-    if choices.get("debug"):
-        return choices["debug"]
-    for switch in ("fast_dev_run", "overfit_batches"):
-        if OmegaConf.select(cfg, f"trainer.{switch}", default=None):
-            return f"trainer.{switch}"
-    return None
-
-
-def task_overrides(cfg: DictConfig) -> list[str]:
-    """The command-line overrides that define the run (without ``resume=``/``ckpt_path=``)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if cfg.get("hydra") is not None:
-        overrides = list(cfg.hydra.overrides.task)
-    elif HydraConfig.initialized():
-        overrides = list(HydraConfig.get().overrides.task)
-    else:
-        overrides = []
-    return recordable(overrides)
-
-
-def recordable(overrides: list[str]) -> list[str]:
-    """The overrides that define the run: without ``resume=``/``ckpt_path=``, which only say how it was launched."""
-    return [o for o in overrides if override_key(o) not in LAUNCH_KEYS]
 
 
 def provenance() -> dict[str, Any]:
@@ -117,14 +67,6 @@ def provenance() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):  # no git, or not a checkout (an installed wheel)
         pass
     return {"versions": versions, "git_commit": commit, "git_dirty": dirty}
-
-
-def tensorboard_run_name(cfg: DictConfig) -> str:
-    """The run's name in TensorBoard (``${tensorboard_run:}``): its swept overrides in a sweep, else what it
-    overrides (:mod:`experiments.run.naming`)."""
-    from experiments.config import conf_dir
-
-    return run_name(task_overrides(cfg), current_swept_keys(), default_choices(conf_dir() / "train.yaml"))
 
 
 def hyperparameters(cfg: DictConfig, choices: dict[str, str], overrides: list[str],
@@ -193,7 +135,7 @@ class RunRecord:
         self.dir = RunDir(str(cfg.run_dir))
         self.choices, self.overrides = group_choices(cfg), task_overrides(cfg)
         self.payload: dict[str, Any] = {
-            "status": "running", "error": None, "task": run_task(cfg), "choices": self.choices,
+            **schema.initial(), "task": run_task(cfg), "choices": self.choices,
             "overrides": self.overrides, "seed": cfg.get("seed"), "run_dir": str(self.dir.root),
             "tags": run_tags(cfg), "debug": debug_mode(cfg, self.choices),
         }
@@ -217,7 +159,9 @@ class RunRecord:
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> bool:
         if err is None:
             return False
-        if isinstance(err, RunInterrupted):  # SIGINT/SIGTERM: checkpoint written at a batch end; resume continues
+        if isinstance(err, RunPruned):  # a search stopped the trial: not a failure, and resume=true skips it
+            self._end("pruned", str(err))
+        elif isinstance(err, RunInterrupted):  # SIGINT/SIGTERM: checkpoint written at a batch end; resume continues
             self._end("interrupted", str(err), checkpoint=str(err.checkpoint) if err.checkpoint else None)
         elif isinstance(err, (KeyboardInterrupt, SystemExit)):  # a second signal, or Lightning's own SIGTERM exit
             self._end("interrupted", f"aborted ({type(err).__name__}) without a new checkpoint", summaries=False)
@@ -226,6 +170,12 @@ class RunRecord:
         return False  # the caller decides what an error means (exit status, next sweep job)
 
     # -- transitions ------------------------------------------------------------------------------------------
+
+    def add(self, **fields: Any) -> None:
+        """Put declared fields into the record (``unused_choices``, ``class_names``...); they are written with the
+        next transition. Raises :class:`~experiments.run.schema.UnknownField` for a field the schema lacks."""
+        schema.check(fields)
+        self.payload.update(fields)
 
     def follow(self, plan: Any) -> DictConfig:
         """Adopt the resume plan: a continued run keeps its own config, overrides and choices."""
@@ -238,10 +188,11 @@ class RunRecord:
         return self.cfg
 
     def skipped(self, plan: Any) -> dict[str, Any]:
-        """``resume=true`` on a completed run: nothing to do; Hydra's record of the run is put back."""
+        """``resume=true`` on a finished run (completed or pruned): nothing to do; Hydra's record of the run is put
+        back."""
         from experiments.run.resume import restore_hydra_record
 
-        log.info("%s already completed; skipped (resume=true)", self.dir.root)
+        log.info("%s already %s; skipped (resume=true)", self.dir.root, plan.completed.get("status"))
         restore_hydra_record(self.dir.root, plan.completed.get("overrides") or [])
         return {**plan.completed, "skipped": True}
 
@@ -251,20 +202,28 @@ class RunRecord:
 
         self._trainer, self._callbacks = trainer, callbacks
         self._writer, self._protected = bool(trainer.is_global_zero), False
-        self.payload.update(params=sum(p.numel() for p in network.parameters()), world_size=trainer.world_size,
-                            provenance=provenance())
+        self.add(params=sum(p.numel() for p in network.parameters()), world_size=trainer.world_size,
+                 provenance=provenance())
         if hasattr(network, "run_summary"):  # what the network says of itself (a zoo model: its swapped modules)
-            self.payload.update(network.run_summary())
+            self.add(**network.run_summary())
+        # a chosen group the model does not read (model=cnn upsampling=unpool) trains, said once and recorded
+        unused = unused_choices(model_option(self.cfg), self.choices, {override_key(o) for o in self.overrides})
+        if unused:
+            self.add(unused_choices=unused)
         if self._writer:
+            for group, reason in unused.items():
+                print(f"note: {group}={self.choices[group]} is not used ({reason})", file=sys.stderr)
             snapshot(self.cfg, self.dir.root)
             if "resumed_from" in self.payload:
                 restore_hydra_record(self.dir.root, self.overrides)
             self._write()
 
     def complete(self, metrics: dict[str, float | None], **fields: Any) -> dict[str, Any]:
-        """The run finished: final metrics, wall time, callbacks' summaries, HParams to the logger."""
-        self.payload.update(status="completed", metrics=metrics, wall_time_s=self._wall_time(), **fields)
-        self.payload.update(self._summaries())
+        """The run finished: final metrics, wall time, the end ``fields`` (each declared in the schema), callbacks'
+        summaries, HParams to the logger."""
+        schema.check_metrics(metrics)
+        self.add(status="completed", metrics=metrics, wall_time_s=self._wall_time(), **fields)
+        self.add(**self._summaries())
         if self._writer:
             loggers = self._trainer.loggers if self._trainer is not None else []
             swept = current_swept_keys()
@@ -279,9 +238,9 @@ class RunRecord:
     # -- internals --------------------------------------------------------------------------------------------
 
     def _end(self, status: str, error: str, summaries: bool = True, **fields: Any) -> None:
-        self.payload.update(status=status, error=error, wall_time_s=self._wall_time(), **fields)
+        self.add(status=status, error=error, wall_time_s=self._wall_time(), **fields)
         if summaries:
-            self.payload.update(self._summaries())
+            self._add_on_the_way_out(self._summaries())
         if self._writer and not self._protected:
             self._write()
 
@@ -291,7 +250,19 @@ class RunRecord:
         for callback in self._callbacks:
             if hasattr(callback, "run_summary"):
                 merged.update(callback.run_summary())
+        task = getattr(self._trainer, "lightning_module", None)
+        if hasattr(task, "run_summary"):  # the task's test split by class: per_class, confusion_matrix, class_names
+            merged.update(task.run_summary())
         return merged
+
+    def _add_on_the_way_out(self, fields: dict[str, Any]) -> None:
+        """Like :meth:`add` while an error is already leaving the run: an undeclared field is logged and left out,
+        so that it cannot replace the error that ended the run, nor keep the record from being written."""
+        for name, value in fields.items():
+            try:
+                self.add(**{name: value})
+            except schema.UnknownField as err:
+                log.error("%s", err)
 
     def _wall_time(self) -> float:
         return round(self._earlier_wall_time + time.perf_counter() - self._clock, 2)
@@ -302,7 +273,9 @@ class RunRecord:
     @staticmethod
     def add_metrics(run_dir: str | Path, metrics: dict[str, float]) -> bool:
         """Add metrics measured after a completed run (``evaluate --probe``: ``test/probe_acc``) to its record, so the
-        report sees them; the run's own metrics keep their values. False (nothing written) unless it completed."""
+        report sees them; the run's own metrics keep their values. False (nothing written) unless it completed.
+        Metric names are the schema's (``<split>/<name>``); another name raises ValueError."""
+        schema.check_metrics(metrics)
         run = RunDir(run_dir)
         try:
             record = read_json(run.metrics)

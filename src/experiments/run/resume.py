@@ -6,8 +6,8 @@ How a run is continued (see README "Resume"):
   ``<run dir>/checkpoints/last.ckpt`` (written every epoch, and at the interrupted batch on
   SIGINT/SIGTERM), with the configuration it was started with (``<run dir>/config.yaml``), so the
   original overrides need not be repeated; overrides that would change the run are refused. A run
-  whose ``metrics.json`` says "completed" is skipped; one that never wrote a checkpoint starts over
-  in the same dir.
+  whose ``metrics.json`` says "completed" (or "pruned", by a search) is skipped; one that never wrote a
+  checkpoint starts over in the same dir.
 * The same with ``-m ... hydra.sweep.dir=<sweep dir>`` re-launches a sweep: every job maps to its
   old job dir (same job number for the same sweep order), completed jobs are skipped, interrupted
   ones continue, missing ones run.
@@ -30,8 +30,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import ConfigError
+from experiments.naming import override_key, recordable
 from experiments.run.layout import RunDir
-from experiments.run.record import override_key, recordable
+from experiments.run.schema import FINISHED
 
 #: keys whose value does not change a run's numbers, so a resume may set them differently
 NEUTRAL_KEYS = ("trainer.enable_progress_bar", "trainer.enable_model_summary", "data.num_workers")
@@ -77,7 +78,7 @@ def plan(cfg: DictConfig, overrides: list[str], choices: dict[str, str]) -> Resu
     last = run.last_checkpoint if run.last_checkpoint.is_file() else None
     if run.config.is_file():  # this dir holds a run that got to training: it must be the same run (e.g. same sweep job)
         _refuse_changes(overrides, original, run.root)
-    if previous.get("status") == "completed":
+    if previous.get("status") in FINISHED:  # completed, or pruned by a search: nothing left to do
         return ResumePlan(cfg, overrides, choices, completed=previous, previous=previous)
     if not run.config.is_file():  # never got to training: start over here with this invocation's config
         return ResumePlan(cfg, overrides, choices, checkpoint=last)

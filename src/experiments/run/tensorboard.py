@@ -3,7 +3,7 @@
 Lightning's ``TensorBoardLogger`` with three choices of ours:
 
 * **Run names.** Events go into ``<run dir>/tensorboard/<name>/`` where ``<name>`` is what sets the run apart
-  (``activation=sigmoid,seed=0``; :mod:`experiments.run.naming`), so ``tensorboard --logdir <sweep dir>`` lists
+  (``activation=sigmoid,seed=0``; :mod:`experiments.naming`), so ``tensorboard --logdir <sweep dir>`` lists
   ``0/tensorboard/activation=sigmoid,seed=0`` ... instead of fifteen ``<n>/tensorboard``. A run dir that already
   holds events continues that TensorBoard run (a resume): the name is found on disk, not recomputed.
 * **Tag order.** TensorBoard's Time Series page groups cards by a tag's first path segment, sorts the groups in

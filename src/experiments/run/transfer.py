@@ -21,12 +21,12 @@ from torch import nn
 from experiments.errors import ConfigError
 from experiments.run.checkpoints import load_checkpoint
 from experiments.run.layout import RunDir
+from experiments.specs import ENCODER_KEYS, ENCODER_MODELS
 
 #: the encoder's weights inside a task checkpoint's state_dict
 PREFIX = "network.encoder."
 #: the keys that set an encoder's shape, named in the fix of a shape mismatch
-SHAPE_KEYS = ("model.stages", "model.width", "model.growth", "model.convs_per_stage", "model.kernel_size",
-              "model.max_width", "data.channels", "activation", "norm")
+SHAPE_KEYS = (*(f"model.{key}" for key in ENCODER_KEYS), "data.channels", "activation", "norm")
 
 
 def _mismatch(saved: dict[str, Any], expected: dict[str, Any]) -> str | None:
@@ -50,12 +50,12 @@ def start_encoder(network: nn.Module, run_dir: str | Path, key: str = "encoder_f
     encoder = getattr(network, "encoder", None)
     if not isinstance(encoder, nn.Module):
         raise ConfigError(key, run_dir, f"this run's model ({type(network).__name__}) has no shared encoder to start",
-                          "use model=cnn, fcn, dilated or autoencoder, or drop the key")
+                          f"use model={', '.join(ENCODER_MODELS[:-1])} or {ENCODER_MODELS[-1]}, or drop the key")
     checkpoint = load_checkpoint(run.best_checkpoint, key=key)
     saved = {k.removeprefix(PREFIX): v for k, v in checkpoint["state_dict"].items() if k.startswith(PREFIX)}
     if not saved:
         raise ConfigError(key, run_dir, "its checkpoint holds no encoder weights (no network.encoder.*)",
-                          "start from a run of model=autoencoder, cnn, fcn or dilated")
+                          f"start from a run of model={', '.join(ENCODER_MODELS[:-1])} or {ENCODER_MODELS[-1]}")
     problem = _mismatch(saved, encoder.state_dict())
     if problem is not None:
         raise ConfigError(key, run_dir, problem, f"give this run that run's encoder settings ({', '.join(SHAPE_KEYS)}: "

@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.options import SPEED_KEYS
+from experiments.specs import SPEED_KEYS
 
 log = logging.getLogger(__name__)
 

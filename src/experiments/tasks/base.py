@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +11,10 @@ import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
+
+from experiments.tasks import schedules
+
+log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], Any]
@@ -35,6 +41,11 @@ class Task(L.LightningModule):
         self.loss_fn = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        #: the checkpoint ``fit`` restores (seen in on_load_checkpoint, before configure_optimizers), so that a
+        #: schedule built for another length is continued rather than restored as is (tasks/schedules.py)
+        self._restoring: dict[str, Any] | None = None
+        #: the schedule's name and length, saved with every checkpoint
+        self._schedule_record: dict[str, Any] | None = None
         metrics = self.build_metrics()
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
@@ -78,10 +89,29 @@ class Task(L.LightningModule):
         return self(x).softmax(dim=1)
 
     def configure_optimizers(self) -> Any:
+        """The optimiser and its per-step schedule over the run's length; when ``fit`` continues a checkpoint whose
+        schedule was built for another length (a finished run extended with more epochs), the schedule continues
+        from the checkpoint's rate instead, and one line says how (``schedules.build``)."""
         optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer, int(self.trainer.estimated_stepping_batches))
+        restoring, self._restoring = self._restoring, None
+        scheduler, self._schedule_record, note = schedules.build(
+            self.scheduler_factory, optimizer, int(self.trainer.estimated_stepping_batches), restoring)
+        if note is not None and self.trainer.is_global_zero:
+            print(note, file=sys.stderr, flush=True)
+            log.info(note)
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # the rates this step trains with: a checkpoint taken after a schedule's last step holds the rate one step
+        # past its end (0 for a cosine to eta_min=0), so an extension starts from these instead
+        if self._schedule_record is not None and self.trainer.optimizers:
+            self._schedule_record["last_lrs"] = [float(g["lr"]) for g in self.trainer.optimizers[0].param_groups]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restoring = checkpoint  # Lightning restores the optimiser and schedule from it after configure_optimizers
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._schedule_record is not None:
+            checkpoint[schedules.RECORD_KEY] = dict(self._schedule_record)

@@ -1,17 +1,39 @@
-"""Image classification: one label per image, accuracy as the headline metric."""
+"""Image classification: one label per image, accuracy as the headline metric.
+
+The test split also fills a confusion matrix (the same batches, no extra pass): per-class accuracy and which
+class is mistaken for which, by the data's class names, go to ``metrics.json`` (:meth:`run_summary`, merged by
+``RunRecord``) and as a figure to every image logger and ``<run dir>/figures/confusion_matrix.png``.
+"""
 
 from __future__ import annotations
 
+from contextlib import suppress
+from typing import Any
+
+import torch
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from experiments.analysis.per_class import (
+    classification_summary,
+    confusion_figure,
+    confusion_figure_path,
+    data_class_names,
+)
+from experiments.specs import TASKS
 from experiments.tasks.base import OptimizerFactory, SchedulerFactory, Task
+
+#: the figure's TensorBoard tag
+CONFUSION_TAG = "test/confusion_matrix"
 
 
 class ClassificationTask(Task):
-    monitor = "val/acc"
-    monitor_mode = "max"
+    monitor = TASKS["classification"].monitor
+    monitor_mode = TASKS["classification"].mode
+    #: draw the test split's confusion matrix into the loggers and the run dir; ``evaluate`` (no loggers, not
+    #: in the run dir) turns it off and draws its own under its own name
+    log_confusion_figure: bool = True
 
     def __init__(
         self,
@@ -23,7 +45,47 @@ class ClassificationTask(Task):
     ) -> None:
         self.num_classes = num_classes
         super().__init__(network, loss, optimizer, scheduler)
+        # validate_args=False: as for accuracy, the check would wait for the GPU every step
+        self.test_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
+        #: the last test split's names and matrix (rows = true class); None until a test epoch ends
+        self.test_result: tuple[list[str], list[list[int]]] | None = None
 
     def build_metrics(self) -> MetricCollection:
         # validate_args=False: the check counts the target's distinct values, which waits for the GPU every step
         return MetricCollection({"acc": MulticlassAccuracy(self.num_classes, average="micro", validate_args=False)})
+
+    def class_names(self) -> list[str]:
+        """The data module's names for the classes (folders, torchvision's ``classes``, shape kinds), else
+        ``class_<i>``."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        return data_class_names(datamodule, self.num_classes)
+
+    def after_step(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, split: str) -> None:
+        if split == "test":
+            self.test_confusion.update(logits.detach(), y)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
+    def on_test_epoch_end(self) -> None:
+        matrix = self.test_confusion.compute()  # summed over DDP ranks by torchmetrics
+        self.test_confusion.reset()
+        self.test_result = (self.class_names(), matrix.long().tolist())
+        if self.log_confusion_figure and self.trainer.is_global_zero:
+            self._log_figure(*self.test_result)
+
+    def _log_figure(self, names: list[str], matrix: list[list[int]]) -> None:
+        """The figure to every image logger, and once (not per step: the test split is tested once) as
+        ``<run dir>/figures/confusion_matrix.png``."""
+        from experiments.diagnostics.sinks import log_image, render_figure
+
+        logged = log_image(self.trainer, CONFUSION_TAG, render_figure(confusion_figure(names, matrix)),
+                           self.global_step)
+        if logged is not None:  # the sink's per-step copy takes the figure's fixed name
+            logged.replace(confusion_figure_path(self.trainer.default_root_dir))
+            with suppress(OSError):
+                logged.parent.rmdir()
+
+    def run_summary(self) -> dict[str, Any]:
+        """``per_class``, ``confusion_matrix`` and ``class_names`` of the last test split, for ``metrics.json``."""
+        return classification_summary(*self.test_result) if self.test_result is not None else {}

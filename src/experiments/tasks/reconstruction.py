@@ -30,7 +30,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from experiments.diagnostics.sinks import log_image
-from experiments.options import MONITORS
+from experiments.specs import TASKS
 from experiments.tasks.base import OptimizerFactory, SchedulerFactory, Task
 
 #: validation samples shown as input | reconstruction every validation epoch
@@ -78,8 +78,8 @@ def sample_grid(images: torch.Tensor, reconstructions: torch.Tensor) -> torch.Te
 class ReconstructionTask(Task):
     """The network maps an (N, C, H, W) batch to an output of the same shape that reconstructs it."""
 
-    monitor = MONITORS["reconstruction"]
-    monitor_mode = "max"
+    monitor = TASKS["reconstruction"].monitor
+    monitor_mode = TASKS["reconstruction"].mode
 
     def __init__(
         self,

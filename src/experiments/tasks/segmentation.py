@@ -7,39 +7,22 @@ The test split also reports every class's IoU, to show *which* shapes a design g
 
 from __future__ import annotations
 
-import colorsys
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
+from experiments.analysis.per_class import segmentation_summary
+from experiments.data.palette import palette
 from experiments.diagnostics.sinks import log_image
+from experiments.specs import TASKS
 from experiments.tasks.base import OptimizerFactory, SchedulerFactory, Task
 
 #: validation samples shown in TensorBoard every validation epoch
 SAMPLES = 4
-
-
-#: black background so the shapes stand out, then tab10's well separated colours
-MASK_COLOURS = (
-    (0, 0, 0), (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-)
-
-
-def palette(num_classes: int) -> torch.Tensor:
-    """(C, 3) uint8 RGB, the one mask palette: TensorBoard's sample grids and ``evaluate --predict``'s PNGs.
-
-    Class k's colour does not depend on C, so a class looks the same in every run and output; classes past
-    :data:`MASK_COLOURS` get golden-ratio-spaced hues, all distinct.
-    """
-    colours = list(MASK_COLOURS[:num_classes])
-    for k in range(len(colours), num_classes):
-        rgb = colorsys.hsv_to_rgb((k * 0.618033988749895) % 1.0, 0.65, 0.95)
-        colours.append(tuple(round(255 * c) for c in rgb))
-    return torch.tensor(colours, dtype=torch.uint8).view(-1, 3)
 
 
 def sample_grid(images: torch.Tensor, targets: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -65,8 +48,8 @@ def sample_grid(images: torch.Tensor, targets: torch.Tensor, preds: torch.Tensor
 class SegmentationTask(Task):
     """Per-pixel classification of (N, C, H, W) logits against (N, H, W) integer masks."""
 
-    monitor = "val/miou"
-    monitor_mode = "max"
+    monitor = TASKS["segmentation"].monitor
+    monitor_mode = TASKS["segmentation"].mode
 
     def __init__(
         self,
@@ -84,6 +67,8 @@ class SegmentationTask(Task):
         self.class_names = list(class_names) if class_names is not None else None
         self.test_iou = MulticlassJaccardIndex(num_classes, average="none", ignore_index=ignore_index)
         self._samples_logged = False
+        #: the last test split's class names and per-class IoU; None until a test epoch ends
+        self.test_result: tuple[list[str], list[float]] | None = None
 
     def build_metrics(self) -> MetricCollection:
         return MetricCollection({
@@ -127,3 +112,8 @@ class SegmentationTask(Task):
         ious = self.test_iou.compute()
         self.log_dict({f"test/iou_{name}": iou for name, iou in zip(self.names(), ious, strict=True)})
         self.test_iou.reset()
+        self.test_result = (self.names(), ious.tolist())
+
+    def run_summary(self) -> dict[str, Any]:
+        """``per_class`` (each class's test IoU) and ``class_names``, for ``metrics.json``."""
+        return segmentation_summary(*self.test_result) if self.test_result is not None else {}

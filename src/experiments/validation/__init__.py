@@ -1,52 +1,47 @@
 """One validation pass over the composed config, before anything heavy is imported or trained.
 
-Every mistake becomes one sentence naming the key, the bad value and the fix, raised as
-``ConfigError``; the CLI prints it without a traceback. This module imports only OmegaConf.
+Every mistake becomes one sentence naming the key, the bad value and the fix, raised as ``ConfigError``; the CLI
+prints it without a traceback. OmegaConf only (no torch): ``tests/test_architecture.py`` checks it.
+
+The rules live one module per config group (``validation/<group>.py``: run, optimizer, loss, norm, choices, keys,
+data, augment, activation, diagnostics, callbacks, logger, scheduler, trainer, model; ``runs.py`` also holds what a
+run starts from), each a function registered once with ``@rule(group)`` (:mod:`experiments.validation.registry`,
+whose docstring says how to add one); :func:`validate` runs them in the registry's order. Importing a module here is
+what registers its rules, so a new module of rules is one import line below. ``checks.py`` holds the words rules
+are written in (``require``, ``positive_int`` ...).
 """
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from experiments.validation.common import (
-    _check_activation,
-    _check_choices,
-    _check_common,
-    _check_diagnostics,
-    _check_norm,
-    _check_scheduler,
-    _check_speed,
-    _check_trainer,
-    check_overrides,
-)
-from experiments.validation.data import _check_augment, _check_data_sizes, _check_data_source, check_evaluation_data
-from experiments.validation.models import MODEL_CHECKS, _check_task
-from experiments.validation.rules import model_kind, model_option, run_task
-from experiments.validation.runs import _check_resume, _check_transfer
-from experiments.validation.tooling import check_tooling
+from experiments.specs import model_kind, model_option, run_task  # re-exported: older callers import them here
 
-__all__ = ["MODEL_CHECKS", "check_evaluation_data", "check_overrides", "model_kind", "model_option", "run_task",
-           "validate"]
+# each group's module, imported for its @rule registrations (the order they run in is registry.GROUPS)
+from experiments.validation import (  # noqa: F401
+    activation,
+    augment,
+    callbacks,
+    choices,
+    diagnostics,
+    keys,
+    logger,
+    loss,
+    model,
+    norm,
+    optimizer,
+    runs,
+    scheduler,
+    trainer,
+)
+from experiments.validation.data import check_evaluation_data
+from experiments.validation.registry import registered, rule, run_rules
+
+__all__ = ["check_evaluation_data", "model_kind", "model_option", "registered", "rule", "run_task", "validate"]
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first problem found; return silently when the config is sound.
 
     Fills in one value: an image folder's ``data.num_classes``, counted from its class folders when left out."""
-    _check_common(cfg)
-    _check_norm(cfg)
-    _check_choices(cfg)
-    _check_data_source(cfg)
-    _check_augment(cfg)
-    _check_activation(cfg)
-    _check_diagnostics(cfg)
-    check_tooling(cfg)  # callbacks, logger, debug switches, tags, print_config
-    _check_scheduler(cfg)
-    _check_trainer(cfg)
-    _check_speed(cfg)
-    _check_data_sizes(cfg)
-    _check_resume(cfg)
-    _check_task(cfg)
-    for check in MODEL_CHECKS.get(model_option(cfg), []):
-        check(cfg)
-    _check_transfer(cfg)
+    run_rules(cfg)

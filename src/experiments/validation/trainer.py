@@ -1,0 +1,123 @@
+"""Rules of the ``trainer`` group: epochs, accelerator, devices, precision and DDP; this project's speed settings
+(threads, packed jobs, compile, channels-last, device data budget); Lightning's debug switches (set by the ``debug``
+group, or by hand), which would otherwise surface from Lightning only at the end of the first epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.specs import COMPILE_MODES
+from experiments.validation.checks import (
+    device_count,
+    hydra_mode,
+    is_int,
+    is_number,
+    listing,
+    positive_int,
+    require,
+    strategy_name,
+)
+from experiments.validation.registry import rule
+
+
+@rule("trainer")
+def _check_epochs(cfg: DictConfig) -> None:
+    """A whole number of epochs; 0 is allowed: no training, the network is tested (and probed) as it starts."""
+    positive_int(cfg, "trainer.max_epochs", 0)
+
+
+_ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
+_PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true")
+
+
+@rule("trainer")
+def _check_trainer(cfg: DictConfig) -> None:
+    trainer = cfg.get("trainer")
+    if not isinstance(trainer, DictConfig):
+        return
+    accel = trainer.get("accelerator", "auto")
+    require(accel in _ACCELERATORS, "trainer.accelerator", accel, f"known accelerators are {', '.join(_ACCELERATORS)}",
+            "use trainer.accelerator=auto, or pick trainer=cpu or trainer=gpu")
+    devices = trainer.get("devices", "auto")
+    count = device_count(devices)
+    require(devices in ("auto", -1, "-1") or (count is not None and count >= 1), "trainer.devices", devices,
+            "devices is a positive count, -1 or auto for all, or a list of device indices",
+            "use e.g. trainer.devices=1")
+    precision = str(trainer.get("precision", "32-true"))
+    require(precision in _PRECISIONS, "trainer.precision", precision, f"known precisions are {', '.join(_PRECISIONS)}",
+            "use trainer.precision=32-true (CPU) or bf16-mixed (GPU)")
+    if accel == "cpu":
+        require(precision not in ("16-mixed", "16"), "trainer.precision", precision,
+                "Lightning runs float16 mixed precision on GPUs only", "use trainer.precision=bf16-mixed or 32-true")
+    clip = trainer.get("gradient_clip_val")
+    require(clip is None or (is_number(clip) and clip >= 0), "trainer.gradient_clip_val", clip,
+            "a gradient norm limit cannot be negative", "use e.g. trainer.gradient_clip_val=1.0, or null for none")
+    positive_int(cfg, "trainer.log_every_n_steps")
+    strategy = strategy_name(trainer)
+    if not strategy.startswith("ddp"):
+        return
+    require(count is None or count >= 2, "trainer.devices", devices,
+            "DDP starts one process per device, so one device only adds the start-up cost",
+            "use trainer.devices=2 or more, or trainer=cpu / trainer=gpu for a single device")
+    backend = OmegaConf.select(trainer, "strategy.process_group_backend", default=None) \
+        if isinstance(trainer.get("strategy"), DictConfig) else None
+    if accel == "cpu":
+        require(backend != "nccl", "trainer.strategy.process_group_backend", backend, "NCCL runs on GPUs only",
+                "use trainer.strategy.process_group_backend=gloo (as trainer=ddp_cpu does)")
+    require(hydra_mode(cfg) != "MULTIRUN", "trainer.strategy", strategy,
+            "Lightning starts the other DDP processes by re-running the command line, which inside a -m sweep "
+            "would re-launch the whole sweep", "run each DDP configuration as a single run, or sweep with "
+            "trainer=cpu / trainer=gpu")
+
+
+@rule("trainer")
+def _check_speed(cfg: DictConfig) -> None:
+    """The speed settings of ``conf/trainer`` (experiments.speed): threads, packed jobs, compile, layout, data size."""
+    trainer = cfg.get("trainer")
+    if not isinstance(trainer, DictConfig):
+        return
+    for key in ("threads", "packed_jobs"):
+        value = trainer.get(key, "auto")
+        require(value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+                f"trainer.{key}", value, "it is auto or a whole number >= 1", f"use trainer.{key}=auto or e.g. 2")
+    mode = trainer.get("compile", "off")
+    require(mode is False or mode in COMPILE_MODES, "trainer.compile", mode,
+            f"the choices are {listing(COMPILE_MODES, 'or')}", "use e.g. trainer.compile=reduce-overhead")
+    layout = trainer.get("channels_last", False)
+    require(isinstance(layout, bool), "trainer.channels_last", layout, "it is true or false",
+            "use trainer.channels_last=true (NHWC convolutions) or false")
+    budget = trainer.get("device_data_gb", 4.0)
+    require(is_number(budget) and budget >= 0, "trainer.device_data_gb", budget,
+            "it is the gigabytes of data allowed on the GPU", "use e.g. trainer.device_data_gb=4, or 0 to stream")
+
+
+#: ``trainer.profiler`` names that ``build.build_profiler`` turns into Lightning's profilers
+PROFILERS = ("simple", "advanced", "pytorch")
+
+
+def _fraction_or_count(value: Any) -> bool:
+    """A number of batches, or a fraction of them in [0, 1]."""
+    return is_int(value, 0) or (isinstance(value, float) and 0 <= value <= 1)
+
+
+@rule("trainer")
+def _check_debug_switches(cfg: DictConfig) -> None:
+    """Lightning's debugging switches (set by the ``debug`` group, or by hand)."""
+    trainer = cfg.get("trainer")
+    if not isinstance(trainer, DictConfig):
+        return
+    profiler = trainer.get("profiler")
+    require(profiler is None or profiler in PROFILERS or isinstance(profiler, DictConfig), "trainer.profiler",
+            profiler, f"the profilers are {', '.join(PROFILERS)}", "use debug=profiler, or trainer.profiler=pytorch")
+    fdr = trainer.get("fast_dev_run", False)
+    require(isinstance(fdr, bool) or is_int(fdr, 0), "trainer.fast_dev_run", fdr,
+            "it is true or a number of batches", "use debug=fdr (one batch of each split)")
+    for key in ("overfit_batches", "limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        value = trainer.get(key)
+        require(value is None or _fraction_or_count(value), f"trainer.{key}", value,
+                "it is a number of batches or a fraction of them in [0, 1]", f"use e.g. trainer.{key}=4")
