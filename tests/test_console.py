@@ -4,6 +4,7 @@ advert, no ``v_num`` on the progress bar (config_tree.py, run/console.py)."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -34,6 +35,13 @@ def test_a_first_run_shows_what_was_chosen_in_a_few_lines_without_lightnings_noi
     assert "_target_" not in out and "weight_decay" not in out  # not the full tree
     assert "litlogger" not in out and "Tip:" not in out
     assert "val/acc:" in out and "v_num" not in out  # the progress bar was drawn, without the logger version
+    # and the run it trained: its dir printed last, its record and Hydra's files written
+    assert f"run dir: {run}" in result.stdout
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["status"] == "completed"
+    assert saved["choices"]["model"] == "cnn" and saved["choices"]["norm"] == "group"
+    assert "trainer.max_epochs=1" in saved["overrides"] and "optimizer.lr=0.002" in saved["overrides"]
+    assert (run / ".hydra" / "config.yaml").is_file() and (run / ".hydra" / "overrides.yaml").is_file()
 
 
 def _shown(overrides: list[str], **kwargs) -> str:

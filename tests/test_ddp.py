@@ -11,6 +11,7 @@ from experiments.evaluate import evaluate
 from tests.conftest import TINY, run_cli
 
 
+@pytest.mark.slow  # two gloo processes (about 14 s on 2 cores); the DDP config rules are checked by default
 def test_ddp_cpu_smoke_two_ranks_one_writer(tmp_path: Path) -> None:
     """The slow test below on a few batches (64 training images, 1 epoch, 2 ranks x 2 batches of 16): both gloo
     processes train, rank 0 alone reports and writes metrics.json, and the test metrics are reduced over ranks."""

@@ -42,6 +42,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path) -> None
     assert {r["speed"]["packed_jobs"] for r in job_records(sweep).values()} == {2}
 
 
+@pytest.mark.slow  # a second launcher plugin; the joblib test above covers jobs in other processes by default
 @needs_plugin("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher")
 def test_submitit_local_launcher_runs_submitted_jobs(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"

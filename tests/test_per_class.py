@@ -30,7 +30,7 @@ from tests.conftest import TINY
 TEST_SIZE = 48
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shapes_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """(run dir, metrics.json) of a 1-epoch shapes run with a 48-image test split."""
     from experiments.train import train

@@ -125,6 +125,7 @@ def test_a_sweep_whose_jobs_completed_or_were_pruned_exits_zero(tmp_path: Path, 
         callback.on_multirun_end(config=None)
 
 
+@pytest.mark.slow  # a CLI start of its own; the search sweep test covers pruned jobs exiting 0 by default
 def test_cli_reports_a_pruned_run_and_exits_zero(tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = run_cli("experiments.train", "data.train_size=64", "data.val_size=32", "data.test_size=32",

@@ -96,6 +96,7 @@ def test_sigint_mid_epoch_then_resume_ends_like_an_uninterrupted_run(make_cfg, t
     _assert_resume_matches_reference(make_cfg, run, tmp_path / "reference", record, augmented)
 
 
+@pytest.mark.slow  # two CLI starts; by default the in-process tests above and below cover the stop and the resume
 def test_cli_sigint_smoke_exits_130_and_its_printed_resume_command_finishes_the_run(tmp_path: Path) -> None:
     """The slow test below on a smaller run (64 training images in 4 batches, 1 epoch, no diagnostics): SIGINT in
     mid-epoch exits 130 without a traceback, and the resume command it prints, run as printed, completes the run."""
@@ -156,17 +157,17 @@ def test_relaunched_sweep_skips_completed_jobs(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     common = [*TINY, "data.train_size=64", "data.val_size=32", "data.test_size=32", "diagnostics=off",
               "logger=csv", f"hydra.sweep.dir={sweep}"]
-    first = run_cli("experiments.train", "-m", "seed=0,1", *common)
+    first = run_cli("experiments.train", "-m", "seed=0", *common)
     assert first.returncode == 0, first.stderr[-3000:]
-    before = {job: (sweep / job / "metrics.json").read_text() for job in ("0", "1")}
+    before = (sweep / "0" / "metrics.json").read_text()
 
-    again = run_cli("experiments.train", "-m", "seed=0,1,2", "resume=true", *common)
+    again = run_cli("experiments.train", "-m", "seed=0,1", "resume=true", *common)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("(already completed; skipped)") == 2
-    assert {job: (sweep / job / "metrics.json").read_text() for job in ("0", "1")} == before
-    new = json.loads((sweep / "2" / "metrics.json").read_text())
-    assert new["status"] == "completed" and "seed=2" in new["overrides"] and "resume=true" not in new["overrides"]
-    assert "3 of 3 jobs completed" in again.stdout
+    assert again.stdout.count("(already completed; skipped)") == 1
+    assert (sweep / "0" / "metrics.json").read_text() == before
+    new = json.loads((sweep / "1" / "metrics.json").read_text())
+    assert new["status"] == "completed" and "seed=1" in new["overrides"] and "resume=true" not in new["overrides"]
+    assert "2 of 2 jobs completed" in again.stdout
     hydra_record = OmegaConf.load(sweep / "0" / ".hydra" / "overrides.yaml")
     assert "seed=0" in hydra_record and "resume=true" not in hydra_record  # Hydra's record is the original run's
 

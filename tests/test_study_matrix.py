@@ -32,7 +32,7 @@ def task_of(study: str) -> str:
 PAIRS = [(study, data) for study in STUDIES for data in DATA[task_of(study)]]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def roots(tmp_path_factory) -> dict[str, list[str]]:
     """Each data option's overrides pointing at its tiny fixture."""
     base = tmp_path_factory.mktemp("data")

@@ -19,7 +19,7 @@ from experiments.train import train
 from tests.sweep_cli import explain, job_records, run_sweep
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def grid_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2 activations x 2 seeds = 4 jobs in one process (the basic launcher runs them one after another)."""
     sweep = tmp_path_factory.mktemp("grid") / "sweep"

@@ -89,7 +89,7 @@ class Server:
         pytest.fail(f"tensorboard at {self.base} not ready after {READY_TIMEOUT_S}s")
 
 
-@pytest.fixture(scope="module", params=SWEEPS, ids=["2-jobs", "2x2"])
+@pytest.fixture(scope="session", params=SWEEPS, ids=["2-jobs", "2x2"])
 def sweep(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     planned: Sweep = request.param
     folder = tmp_path_factory.mktemp("tb") / "sweep"
@@ -98,7 +98,7 @@ def sweep(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return Sweep(planned.overrides, planned.runs, planned.swept, folder)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(sweep: Sweep) -> Iterator[Server]:
     executable = shutil.which("tensorboard", path=str(Path(sys.executable).parent))
     command = [executable] if executable else [sys.executable, "-m", "tensorboard.main"]

@@ -11,7 +11,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from experiments.config import conf_dir
 from experiments.run.layout import RunDir
 from experiments.train import train
-from tests.conftest import run_cli
 
 
 def options(group: str) -> list[str]:
@@ -96,21 +95,6 @@ def test_hparams_carry_group_choices_and_final_metrics(make_cfg) -> None:
     assert {"val/acc": "~final/val/acc", "test/acc": "~final/test/acc", "train/loss": "~final/train/loss"}.items() \
         <= metric_tags.items()
     assert record["metrics"]["test/acc"] is not None
-
-
-def test_cli_trains_and_prints_its_run_dir(tmp_path: Path) -> None:
-    run_dir = tmp_path / "cli-run"
-    result = run_cli(
-        "experiments.train", "data.train_size=1000", "data.val_size=200", "data.test_size=200",
-        "trainer.max_epochs=2", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}",
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert f"run dir: {run_dir}" in result.stdout
-    saved = json.loads((run_dir / "metrics.json").read_text())
-    assert saved["status"] == "completed"
-    assert saved["choices"]["model"] == "cnn" and saved["choices"]["activation"] == "relu"
-    assert "trainer.max_epochs=2" in saved["overrides"]
-    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / ".hydra" / "overrides.yaml").is_file()
 
 
 @pytest.mark.slow

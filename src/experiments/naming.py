@@ -28,6 +28,7 @@ same swept values.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -164,6 +165,13 @@ def current_swept_keys() -> list[str]:
 
 def default_choices(train_yaml: str | Path) -> dict[str, str | None]:
     """Group -> option of ``train.yaml``'s defaults list (``experiment: null`` included as None)."""
+    path = Path(train_yaml)
+    return dict(_default_choices(path, path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _default_choices(train_yaml: Path, mtime_ns: int) -> dict[str, str | None]:
+    """:func:`default_choices`, read once per version of the file (every run asks twice: its name and its record)."""
     defaults = OmegaConf.load(train_yaml).get("defaults") or []
     choices: dict[str, str | None] = {}
     for entry in defaults:

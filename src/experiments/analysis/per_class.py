@@ -111,7 +111,12 @@ def confusion_figure(names: Sequence[str], matrix: Sequence[Sequence[int]], titl
     totals = [sum(row) for row in matrix]
     fractions = [[count / total if total else 0.0 for count in row] for row, total in zip(matrix, totals, strict=True)]
     side = min(max(4.0, 0.45 * n + 2.5), 16.0)
-    figure = Figure(figsize=(side + 1.2, side), dpi=110, layout="constrained")
+    # fixed margins sized to the longest name: a layout engine (constrained/tight) would double the drawing time,
+    # paid by every classification run
+    longest = max((len(str(name)) for name in names), default=1)
+    figure = Figure(figsize=(side + 1.2, side), dpi=110)
+    margin = min(0.12 + 0.013 * longest * 110 / (side * 100), 0.45)
+    figure.subplots_adjust(left=margin, bottom=margin + 0.04 if n > 4 else 0.12, right=0.95, top=0.9)
     ax = figure.add_subplot()
     shown = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
     ax.set_xticks(range(n), labels=list(names), rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center")
