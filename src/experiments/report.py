@@ -170,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in searched.console:
         print(line)
     print(
-        f"{len(summary.completed)} completed, {len(summary.failed)} failed, "
+        f"{len(summary.completed)} completed, "
+        + (f"{len(summary.pruned)} pruned, " if summary.pruned else "")
+        + f"{len(summary.failed)} failed, "
         f"{len(summary.incomplete)} missing/incomplete runs in {len(summary.groups)} groups"
     )
     print(f"wrote {md_path}")

@@ -175,3 +175,30 @@ def test_gradient_flow_stats(tmp_path: Path) -> None:
     assert flow is not None
     assert flow.layers == ["conv1", "conv2", "fc"] and flow.depth == [0, 1, 2]
     assert flow.mean == pytest.approx([1e-4, 1e-2, 1.0])
+
+
+def test_a_searchs_pruned_trials_are_listed_apart_and_its_callback_overrides_left_out_of_labels(tmp_path: Path) -> None:
+    """A search dir: the trial callback's ``+callbacks.optuna_trial.*`` overrides say how a trial ran, not what it is;
+    a pruned trial is neither a result nor a failure nor missing."""
+    from experiments.reporting.render import pairing_notes, render_markdown
+
+    def trial(number: int, lr: str, status: str, acc: float | None) -> None:
+        overrides = [f"optimizer.lr={lr}", f"+callbacks.optuna_trial.trial={number}",
+                     "+callbacks.optuna_trial.study_name=s"]
+        record = completed_metrics("relu", 0, acc or 0.0, 1.0)
+        record.update(overrides=overrides, status=status)
+        if status == "pruned":
+            record.update(error="pruned by the search at epoch 1 (val/acc=0.2)", metrics={"val/acc": 0.2})
+        write_run(tmp_path / str(number), record, overrides)
+
+    trial(0, "0.01", "completed", 0.9)
+    trial(1, "0.1", "pruned", None)
+    trial(2, "0.001", "completed", 0.8)
+    summary = summarize(collect_runs([tmp_path]))
+    assert sorted(g.label for g in summary.groups) == ["optimizer.lr=0.001", "optimizer.lr=0.01", "optimizer.lr=0.1"]
+    assert len(summary.completed) == 2 and len(summary.pruned) == 1
+    assert not summary.failed and not summary.incomplete
+    assert any("optimizer.lr=0.1` was pruned by the search" in note for note in pairing_notes(summary))
+    markdown = render_markdown(summary, [tmp_path])
+    assert "2 completed, 1 pruned by the search, 0 failed, 0 missing/incomplete" in markdown
+    assert "## Pruned by the search" in markdown

@@ -35,9 +35,10 @@ from experiments.reporting.comparison import (
     format_label,
     pair_by_seed,
 )
-from experiments.reporting.runs import COMPLETED, FAILED, RunResult, is_seed_override, parse_override
+from experiments.reporting.runs import COMPLETED, FAILED, PRUNED, RunResult, is_seed_override, parse_override
 from experiments.reporting.selection import BEST_OF_OPTION, Selection, check_key, choose, selection_metric
 from experiments.reporting.stats import Stat, mean_std
+from experiments.search.storage import CALLBACK_KEY
 from experiments.specs import TASKS
 
 METRIC_PREFIXES = ("test/", "val/", "train/")
@@ -48,7 +49,7 @@ EXTRA_COLUMNS = ("params", "flops", "receptive_field", "wall_time_s", "vanishing
 PRIMARY_CANDIDATES = (TASKS["classification"].test_metric, TASKS["segmentation"].test_metric, "test/probe_acc",
                       TASKS["reconstruction"].test_metric, *(spec.monitor for spec in TASKS.values()))
 #: Override keys dropped from the group key even when they vary: they only configure Hydra itself.
-IGNORED_OVERRIDE_PREFIXES = ("hydra.",)
+IGNORED_OVERRIDE_PREFIXES = ("hydra.", f"{CALLBACK_KEY}.")  # the search's per-trial callback: how it ran
 #: History keys that are the x-axis, not curves.
 HISTORY_AXES = ("epoch", "step")
 
@@ -133,7 +134,7 @@ class Group:
 
     @property
     def n_missing(self) -> int:
-        return sum(run.status not in (COMPLETED, FAILED) for run in self.runs)
+        return sum(run.status not in (COMPLETED, FAILED, PRUNED) for run in self.runs)
 
     @property
     def seeds(self) -> list[int]:
@@ -197,8 +198,13 @@ class Summary:
         return [run for run in self.runs if run.status == FAILED]
 
     @property
+    def pruned(self) -> list[RunResult]:
+        """Runs a hyper-parameter search stopped early: neither results nor failures, listed apart."""
+        return [run for run in self.runs if run.status == PRUNED]
+
+    @property
     def incomplete(self) -> list[RunResult]:
-        return [run for run in self.runs if run.status not in (COMPLETED, FAILED)]
+        return [run for run in self.runs if run.status not in (COMPLETED, FAILED, PRUNED)]
 
     @property
     def bar_metrics(self) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from experiments.reporting.aggregate import Group, Summary, group_key
 from experiments.reporting.comparison import DEFAULT_LABEL, format_label
-from experiments.reporting.runs import RunResult
+from experiments.reporting.runs import PRUNED, RunResult
 from experiments.reporting.selection import Selection
 from experiments.reporting.stats import Stat
 
@@ -193,7 +193,9 @@ def pairing_notes(summary: Summary) -> list[str]:
         pairing, name = group.pairing, f"`{group.label}`"
         assert pairing is not None
         if not group.n:
-            notes.append(f"{name} has no completed run, so it has no difference from the baseline.")
+            why = "was pruned by the search" if group.runs and all(run.status == PRUNED for run in group.runs) \
+                else "has no completed run"
+            notes.append(f"{name} {why}, so it has no difference from the baseline.")
             continue
         if pairing.complete and not pairing.repeated:
             continue
@@ -279,7 +281,9 @@ def render_markdown(summary: Summary, dirs: Sequence[Path], plots: Sequence[Path
         "",
         "Directories: " + ", ".join(f"`{d}`" for d in dirs),
         "",
-        f"Runs: {len(summary.completed)} completed, {len(summary.failed)} failed, "
+        f"Runs: {len(summary.completed)} completed, "
+        + (f"{len(summary.pruned)} pruned by the search, " if summary.pruned else "")
+        + f"{len(summary.failed)} failed, "
         f"{len(summary.incomplete)} missing/incomplete ({len(summary.runs)} total, "
         f"{len(summary.groups)} groups).",
     ]
@@ -315,6 +319,9 @@ def render_markdown(summary: Summary, dirs: Sequence[Path], plots: Sequence[Path
         lines += [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "## Failed runs", ""]
     lines += [_run_line(r, summary.constants) for r in summary.failed] or ["None."]
+    if summary.pruned:
+        lines += ["", "## Pruned by the search", ""]
+        lines += [_run_line(r, summary.constants) for r in summary.pruned]
     lines += ["", "## Missing", ""]
     lines += [_run_line(r, summary.constants) for r in summary.incomplete] or ["None."]
     return "\n".join(lines) + "\n"
