@@ -55,3 +55,17 @@ def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: float = 3
         [sys.executable, "-m", module, *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
         env=env,
     )
+
+
+#: the files whose tests take longest together (pytest --durations=0, summed per file): scheduled first, so that
+#: with ``--dist loadfile`` the two workers do not end with one of them alone on a long file
+LONG_FILES = (
+    "test_training.py", "test_config.py", "test_norm.py", "test_sweeps.py", "test_segmentation_training.py",
+    "test_resume.py", "test_tensorboard_server.py", "test_transfer.py", "test_zoo.py", "test_autoencoder.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest files first (a stable sort: the order within a file, and of the other files, is kept)."""
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))

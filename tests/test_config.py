@@ -17,7 +17,7 @@ from tests.conftest import run_cli
 
 GROUPS = [
     "activation", "pooling", "norm", "init", "loss", "optimizer", "scheduler", "trainer", "logger", "model", "data",
-    "diagnostics", "augment",
+    "diagnostics", "augment", "upsampling",
 ]
 
 
@@ -38,6 +38,8 @@ def test_every_option_composes_and_validates(group: str, tmp_path) -> None:
                 (tmp_path / name).mkdir()
                 Image.new("RGB", (8, 8)).save(tmp_path / name / "0.png")
             overrides.append(f"data.root={tmp_path}")
+        if group == "upsampling":
+            overrides.append("model=fcn")  # a model with a decoder (others only note the choice as unused)
         if group == "data" and option.endswith("_seg"):
             overrides.append("model=fcn")  # segmentation data needs a segmentation model
         if group == "loss" and option.startswith("pixel_"):
