@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
-from experiments.config import compose
-from tests.conftest import TINY
+from tests.conftest import TINY, shared_run
 
 #: three short epochs on shapes, enough for the reconstruction loss to fall far and for features worth probing:
 #: small batches at a high rate (192 steps) and average pooling, whose random features are the weaker baseline
@@ -19,12 +17,6 @@ OVERRIDES = [*TINY, "model=autoencoder", "pooling=avg", "data.train_size=1024", 
 
 @pytest.fixture(scope="session")
 def autoencoder_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """(run dir, metrics.json record) of a completed 3-epoch autoencoder run on shapes, seed 0."""
-    from experiments.train import train
-
-    cfg = compose(OVERRIDES)
-    OmegaConf.set_struct(cfg, False)
-    cfg.run_dir = str(tmp_path_factory.mktemp("autoencoder") / "run")
-    record = train(cfg)
-    assert record["status"] == "completed"
-    return Path(cfg.run_dir), record
+    """(run dir, metrics.json record) of a completed 3-epoch autoencoder run on shapes, seed 0, trained once per
+    session (``shared_run``)."""
+    return shared_run(tmp_path_factory, "autoencoder", OVERRIDES)

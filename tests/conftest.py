@@ -57,6 +57,33 @@ def run_cli(module: str, *args: str, cwd: Path | None = None, timeout: float = 3
     )
 
 
+def shared_run(tmp_path_factory: pytest.TempPathFactory, name: str, overrides: Sequence[str]) -> tuple[Path, dict]:
+    """(run dir, metrics.json record) of a run trained once per test session however many xdist workers ask for it
+    (the first trains it under a file lock in the session's shared temp dir), each caller given its own copy, so
+    that what a test writes into its run dir (an evaluation, a probe, a corrupted checkpoint) stays its own."""
+    import json
+    import shutil
+
+    from filelock import FileLock
+
+    from experiments.train import train
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the session's dir, above the workers'
+    source = shared / f"shared-{name}" / "run"
+    with FileLock(str(shared / f"shared-{name}.lock")):
+        if not (source / "metrics.json").is_file():
+            cfg = compose(list(overrides))
+            OmegaConf.set_struct(cfg, False)
+            cfg.run_dir = str(source)
+            assert train(cfg)["status"] == "completed"
+    copy = tmp_path_factory.mktemp(name) / "run"
+    shutil.copytree(source, copy)
+    for record in [*copy.glob("*.json"), *copy.glob("*.yaml"), *copy.glob(".hydra/*.yaml")]:  # paths name the copy
+        record.write_text(record.read_text().replace(str(source), str(copy)))
+    return copy, json.loads((copy / "metrics.json").read_text())
+
+
 #: the files whose tests take longest together (pytest --durations=0, summed per file): scheduled first, so that
 #: with ``--dist loadfile`` the two workers do not end with one of them alone on a long file
 LONG_FILES = (

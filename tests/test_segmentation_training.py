@@ -179,8 +179,8 @@ def test_headline_command_with_a_reduced_budget_learns(make_cfg, tmp_path: Path)
     fixed, on 1/8 of the data for 2 of the 8 epochs (smaller batches: more steps): mean IoU clearly above the best
     that predicting background everywhere can score (0.32 measured; the full budget's 0.80 is the slow test below)."""
     cfg = make_cfg(["model=fcn", "activation=leaky_relu", "seed=0", "data.train_size=384", "data.val_size=64",
-                    "data.test_size=64", "data.batch_size=8", "trainer.max_epochs=2", "trainer.enable_progress_bar=false"],
-                   tiny=False, run_dir=tmp_path / "run")
+                    "data.test_size=64", "data.batch_size=8", "trainer.max_epochs=2",
+                    "trainer.enable_progress_bar=false"], tiny=False, run_dir=tmp_path / "run")
     train(cfg)
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["status"] == "completed"

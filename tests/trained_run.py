@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
-from experiments.config import compose
-from tests.conftest import TINY
+from tests.conftest import TINY, shared_run
 
 #: small enough to train in seconds, large enough that the test split gives several batches
 OVERRIDES = [*TINY, "data.train_size=192", "data.test_size=96", "trainer.max_epochs=2", "diagnostics=off"]
@@ -16,12 +14,5 @@ OVERRIDES = [*TINY, "data.train_size=192", "data.test_size=96", "trainer.max_epo
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """(run dir, metrics.json record) of a completed 2-epoch run."""
-    from experiments.train import train
-
-    cfg = compose(OVERRIDES)
-    OmegaConf.set_struct(cfg, False)
-    cfg.run_dir = str(tmp_path_factory.mktemp("trained") / "run")
-    record = train(cfg)
-    assert record["status"] == "completed"
-    return Path(cfg.run_dir), record
+    """(run dir, metrics.json record) of a completed 2-epoch run. Trained once per session (``shared_run``)."""
+    return shared_run(tmp_path_factory, "trained", OVERRIDES)
