@@ -83,3 +83,14 @@ def test_an_existing_tensorboard_run_is_continued(tmp_path: Path) -> None:
     assert existing_version(root) == "activation=relu"
     (root / "events.out.tfevents.0.host").write_bytes(b"")  # a run written before runs were named
     assert existing_version(root) == ""
+
+
+def test_nested_sweeper_params_are_the_dotted_keys_a_yaml_file_writes_flat() -> None:
+    """``+hydra.sweeper.params.optimizer.lr=...`` on the command line arrives nested; its key is ``optimizer.lr``."""
+    from experiments.naming import flat_params
+
+    nested = {"optimizer": {"lr": "tag(log, interval(1e-4, 1e-1))", "momentum": "0.8,0.9"}, "model.width": "8,16"}
+    assert flat_params(nested) == {"optimizer.lr": "tag(log, interval(1e-4, 1e-1))", "optimizer.momentum": "0.8,0.9",
+                                   "model.width": "8,16"}
+    swept = swept_keys(flat_params(nested), ["seed=0,1"])
+    assert swept == ["optimizer.lr", "optimizer.momentum", "model.width", "seed"]

@@ -154,7 +154,20 @@ def hydra_sweep() -> tuple[dict[str, Any], list[str]] | None:
     if record.is_file():  # the optuna sweeper writes none: its params hold the whole search space
         saved = OmegaConf.load(record)
         overrides = [str(o) for o in (OmegaConf.select(saved, "hydra.overrides.task", default=None) or [])]
-    return dict(params or {}), overrides
+    return flat_params(params or {}), overrides
+
+
+def flat_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Sweeper params with nested keys dotted: ``+hydra.sweeper.params.optimizer.lr=...`` arrives as
+    ``{"optimizer": {"lr": ...}}``, which is the key ``optimizer.lr`` as a YAML file spells it flat."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flat_params(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def current_swept_keys() -> list[str]:
