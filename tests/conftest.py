@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,6 +23,50 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
+
+# What a test writes by default (runs, sweeps, the MLflow store under ``paths.output_dir``) goes to a temporary
+# folder, not the checkout's outputs/; xdist workers and the CLIs the tests start inherit it. Tests of the default
+# location itself unset it (tests/test_paths.py).
+os.environ.setdefault("EXPERIMENTS_OUTPUT_DIR", tempfile.mkdtemp(prefix="experiments-tests-outputs-"))
+
+#: paths that may appear in the checkout during a test session: caches and the environment, not results
+CHECKOUT_NOISE = ("__pycache__", ".pytest_cache", ".ruff_cache", ".venv/", ".egg-info")
+
+
+def checkout_files() -> set[str] | None:
+    """The checkout's untracked and ignored paths (``git status``), or None outside a git checkout."""
+    try:
+        listed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--ignored"], cwd=REPO,
+                                capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if listed.returncode != 0:
+        return None
+    paths = {line[3:] for line in listed.stdout.splitlines() if line[:2] in ("??", "!!")}
+    # git shows an ignored folder as one line: a new run inside an existing outputs/runs/ needs the files themselves
+    paths |= {str(f.relative_to(REPO)) for f in (REPO / "outputs").rglob("*") if f.is_file()}
+    return {p for p in paths if not any(noise in p for noise in CHECKOUT_NOISE)}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller (or a run without xdist) watches the checkout
+        session.config.stash[_BEFORE] = checkout_files()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session when tests left files in the checkout (outputs/, mlruns/, figures/ ...)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    before = session.config.stash.get(_BEFORE, None)
+    after = checkout_files() if before is not None else None
+    left = sorted((after or set()) - (before or set()))
+    if left:
+        shown = "\n  ".join(left[:20])
+        print(f"\nerror: the tests left {len(left)} new path(s) in the checkout {REPO}:\n  {shown}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_BEFORE = pytest.StashKey[set[str] | None]()
 
 #: keep every test run tiny; a test adds its own overrides after these
 TINY = [
