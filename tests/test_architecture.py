@@ -7,8 +7,9 @@ only while nothing pulls them upward. Read the ``import`` statements with ``ast`
 
 The layer order (lower may not import higher; a layer may import itself, but not in a circle), as the code has it:
 
-    0 base        errors, naming, specs, run.layout: names, facts and a run dir's file names, standard library and
-                  OmegaConf only (run.layout lives with the run but everyone who reads a run dir needs it)
+    0 base        errors, naming, specs, run.layout, run.unpickle: names, facts, a run dir's file names and the
+                  allow-list unpickler of data files; standard library and OmegaConf only (run.layout and run.unpickle
+                  live with the run but everyone who reads a run dir or a CIFAR batch needs them)
     1 config      config, config_tree
     2 parts       layers, analysis, data (the data's file readers are what validation samples files with)
     3             models
@@ -40,7 +41,7 @@ PACKAGE = "experiments"
 #: module prefix (after ``experiments.``) -> layer; the longest matching prefix decides
 LAYERS: dict[str, int] = {
     "": 0,  # the package's own __init__
-    "errors": 0, "naming": 0, "specs": 0, "run.layout": 0,
+    "errors": 0, "naming": 0, "specs": 0, "run.layout": 0, "run.unpickle": 0,
     "config": 1, "config_tree": 1,
     "layers": 2, "analysis": 2, "data": 2,
     "models": 3,
@@ -261,3 +262,23 @@ def test_torch_free_modules_do_not_import_torch() -> None:
     heavy = json.loads(result.stdout.strip().splitlines()[-1])
     assert list(heavy) == steps
     assert {step: modules[:5] for step, modules in heavy.items() if modules} == {}
+
+
+#: the modules that may deserialise pickles: the one safe loader (checkpoints: torch's weights-only unpickler; data
+#: files: an allow-list unpickler)
+SAFE_LOADERS = ("experiments.run.checkpoints", "experiments.run.unpickle")
+
+
+def test_only_the_safe_loader_unpickles() -> None:
+    """No other module calls ``pickle.load(s)``, ``torch.load`` or builds a ``pickle.Unpickler``: a checkpoint or data
+    file from elsewhere must never run code of its own choosing."""
+    found = []
+    for module, path in module_files().items():
+        if module in SAFE_LOADERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and (
+                    (node.value.id == "pickle" and node.attr in ("load", "loads", "Unpickler"))
+                    or (node.value.id == "torch" and node.attr == "load")):
+                found.append(f"{path.relative_to(SOURCE.parent)}:{node.lineno} {node.value.id}.{node.attr}")
+    assert not found, "unpickling outside experiments.run.checkpoints / run.unpickle:\n" + "\n".join(found)

@@ -193,3 +193,33 @@ def test_image_files_pass_through_pil_unchanged(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "d", {"a": 1, "b": 1}, size=12)
     with Image.open(next((root / "a").iterdir())) as image:
         assert image.size == (12, 12)
+
+
+def test_a_data_pickle_naming_anything_but_numpys_arrays_is_refused_before_it_runs(tmp_path: Path) -> None:
+    """The CIFAR reader's unpickler admits containers and numpy arrays only: a batch file that would call
+    ``os.system`` is one sentence, and the call never happens."""
+    import os
+    import pickle
+
+    import numpy as np
+
+    from experiments.errors import DataFileError
+    from experiments.run.unpickle import load_data_pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    good, evil = tmp_path / "good", tmp_path / "evil"
+    batch = {"data": np.arange(6, dtype=np.uint8).reshape(2, 3), "labels": [1, 0]}
+    for protocol in (2, 5):
+        good.write_bytes(pickle.dumps(batch, protocol=protocol))
+        loaded = load_data_pickle(good)
+        assert loaded["labels"] == [1, 0] and np.array_equal(loaded["data"], batch["data"])
+    evil.write_bytes(pickle.dumps({"data": Payload(), "labels": []}))
+    with pytest.raises(DataFileError, match=r"is invalid: unpickling it would call code other than numpy's .*system"):
+        load_data_pickle(evil)
+    assert not (tmp_path / "ran").exists()
+    (tmp_path / "cut").write_bytes(pickle.dumps(batch)[:10])
+    with pytest.raises(DataFileError, match="it is not a readable pickle"):
+        load_data_pickle(tmp_path / "cut")

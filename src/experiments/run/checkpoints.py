@@ -6,7 +6,9 @@ default executes arbitrary pickled code, and its errors for a truncated or forei
 messages ("PytorchStreamReader failed ... central directory"). Every load in the project goes through
 :func:`load_checkpoint`: training's resume (also through Lightning, via :class:`SafeCheckpointIO`),
 testing the best checkpoint, ``python -m experiments.evaluate`` and ``python -m experiments.inspect --ckpt``;
-a standard architecture's pretrained weights (``model.weights``) through :func:`load_state_dict_file`.
+a standard architecture's pretrained weights (``model.weights``) through :func:`load_state_dict_file`. The one
+other kind of pickle the project reads, a data file such as CIFAR-10's batches, goes through the allow-list
+unpickler of :mod:`experiments.run.unpickle`; ``tests/test_architecture.py`` checks no other module unpickles.
 
 Checks, in order, each with its own message: the path exists and is a file; it is not empty; it is a
 zip archive (what ``torch.save`` and Lightning write; a bare pickle is refused before it is unpickled);
