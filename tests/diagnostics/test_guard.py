@@ -14,6 +14,7 @@ from torch import nn
 from experiments import build
 from experiments.diagnostics.guard import DivergenceGuard, TrainingDiverged, first_nonfinite_output
 from experiments.errors import ConfigError
+from experiments.run.checkpoints import load_checkpoint
 from experiments.validation import validate
 from tests.conftest import TINY, run_cli
 from tests.diagnostics.tiny import TinyTask, batches, fit
@@ -34,7 +35,7 @@ def test_huge_learning_rate_stops_the_cli_with_a_clear_message_and_a_loadable_ch
     checkpoint = Path(record["diverged"]["checkpoint"])
     assert checkpoint == tmp_path / "run" / "checkpoints" / "last_good.ckpt" and str(checkpoint) in line
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    state = load_checkpoint(checkpoint)["state_dict"]  # the safe loader: a last_good.ckpt is a real checkpoint
     task = build.build_task(make_cfg(overrides))
     task.load_state_dict(state)  # strict: every key of the real task is there
     assert all(torch.isfinite(p).all() for p in task.parameters())

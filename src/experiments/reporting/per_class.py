@@ -146,7 +146,8 @@ def markdown_table(table: PerClassTable, marker: str = "*") -> str:
 
 
 def drop_lines(table: PerClassTable, marker: str = "*") -> list[str]:
-    """One sentence per compared arm: the classes it hurts most against the baseline."""
+    """One sentence per compared arm: the classes it hurts most against the baseline, each drop whose seed-paired
+    interval does not exclude 0 said to be "not resolved"."""
     if table.baseline is None:
         return []
     lines = []
@@ -154,7 +155,9 @@ def drop_lines(table: PerClassTable, marker: str = "*") -> list[str]:
         if arm.diffs is None:
             continue
         worst = arm.worst()
-        hurt = ", ".join(f"{name} ({_difference(d, marker)})" for name, d in worst) if worst else "no class"
+        # a drop whose paired interval includes 0 (or that has none: one pair) is named, but not as a finding
+        hurt = ", ".join(f"{name} ({_difference(d, marker)}{'' if d.excludes_zero else ', not resolved'})"
+                         for name, d in worst) if worst else "no class"
         lines.append(f"`{arm.group.label}` vs `{table.baseline.group.label}`: largest {table.metric} drops: {hurt}.")
     return lines
 
