@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup train test test-all lint bench classics classic-suite clean
+.PHONY: setup train test test-all lint bench readme-numbers classics classic-suite clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ bench: setup
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/sweep_packing.py
 	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
+
+# Every measured figure the README quotes, rewritten into docs/results/*.json with its spread (median and range over
+# rounds or seeds) and machine; tests/test_readme_numbers.py then fails until the README quotes the new values. Run it
+# on an otherwise idle machine: the numbers of a loaded one are not worth quoting.
+readme-numbers: setup
+	$(PY) benchmarks/bench_diagnostics.py --json docs/results/bench_diagnostics.json
+	$(PY) benchmarks/readme_results.py all
 
 # The six classic ablations at their GPU sizes, 3 seeds, packed on one GPU: total wall time (ARGS=--smoke on a CPU)
 classic-suite: setup

@@ -15,21 +15,30 @@ epoch-end gaps and figures):
 * **start-up s** – the one-off cost before the warm-up ends (layer summary with its fx trace and
   FLOP count, first gradient-flow figure, matplotlib import); it does not grow with the run.
 
-Settings are interleaved over ``--rounds`` rounds and medians are reported.
+Settings are interleaved over ``--rounds`` rounds and medians are reported. The cost of a round is paired: each
+setting's rate against ``off``'s in the same round; ``--json PATH`` writes every cost's median and range over the
+rounds, with the machine (``docs/results/bench_diagnostics.json`` is the file the README quotes).
 
-    python benchmarks/bench_diagnostics.py [--steps 300] [--warmup 20] [--rounds 3] [--threads N] [overrides...]
+    python benchmarks/bench_diagnostics.py [--steps 300] [--warmup 20] [--rounds 3] [--threads N] [--json PATH]
+                                           [overrides...]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.results_io import REPO, spread, write  # noqa: E402
 
 SETTINGS = ("off", "default", "full")
 
@@ -115,6 +124,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads; 1 makes CPU time exact on a loaded machine (no spinning workers)")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="also write the costs' medians and ranges over the rounds, with the machine, to PATH")
     args, overrides = parser.parse_known_args()
     if args.threads:
         import torch
@@ -152,6 +163,37 @@ def main() -> None:
         print(f"{s:>11}  {m['wall']:8.2f}  {1 - m['wall'] / base['wall']:7.1%}  {m['cpu']:11.2f}"
               f"  {1 - m['cpu'] / base['cpu']:8.1%}  {m['hooks']:8.2%}  {m['startup']:10.2f}")
     print("cost = 1 - rate / rate(off); in hooks = time inside the diagnostics / steady wall time")
+    if args.json is not None:
+        write_json(args, overrides, results)
+
+
+def paired_costs(results: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """Per setting, the median and range over rounds of each round's cost against ``off`` in the same round (%),
+    of the share of wall time inside the diagnostics (%), of the rates and of the start-up seconds."""
+    off = results["off"]
+    values: dict[str, Any] = {}
+    for setting, rounds in results.items():
+        entry = {"steps_per_s": spread([r["wall"] for r in rounds]),
+                 "steps_per_cpu_s": spread([r["cpu"] for r in rounds]),
+                 "in_hooks_pct": spread([100 * r["hooks"] for r in rounds]),
+                 "startup_s": spread([r["startup"] for r in rounds])}
+        if setting != "off":
+            entry["cost_pct"] = spread([100 * (1 - r["wall"] / o["wall"]) for r, o in zip(rounds, off, strict=True)])
+            entry["cpu_cost_pct"] = spread([100 * (1 - r["cpu"] / o["cpu"]) for r, o in zip(rounds, off, strict=True)])
+        values[setting] = entry
+    return values
+
+
+def write_json(args: argparse.Namespace, overrides: list[str], results: dict[str, list[dict[str, float]]]) -> None:
+    """The results file the README's Diagnostics section quotes (format: ``benchmarks/results_io.py``)."""
+    import torch
+
+    values = {"steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "overrides": overrides,
+              **paired_costs(results)}
+    path = args.json.resolve()
+    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    command = " ".join(["python benchmarks/bench_diagnostics.py", *sys.argv[1:]]).replace(str(args.json), str(shown))
+    write(path, command, values, torch_threads=torch.get_num_threads())
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ def test_a_classification_run_records_its_test_split_by_class_name(shapes_run) -
     assert list(accuracy) == kinds
     matrix = torch.tensor(record["confusion_matrix"])
     assert matrix.shape == (len(kinds), len(kinds)) and int(matrix.sum()) == TEST_SIZE
+    assert record["test_count"] == TEST_SIZE  # what the report's Wilson interval of test/acc is taken from
     rows = matrix.sum(dim=1)
     for k, name in enumerate(kinds):  # per-class accuracy = recall = diagonal / row sum
         assert accuracy[name] == pytest.approx(float(matrix[k, k] / rows[k]))
@@ -145,6 +146,13 @@ def test_a_segmentation_run_records_each_classes_iou_by_name(make_cfg) -> None:
     assert record["class_names"] == names and list(record["per_class"]["test/iou"]) == names
     for name in names:  # the same numbers as the logged test/iou_<name> metrics
         assert record["per_class"]["test/iou"][name] == pytest.approx(record["metrics"][f"test/iou_{name}"])
+    # the test count, and each test image's counts (the report's per-image bootstrap): summed, the same IoUs
+    assert record["test_count"] == 16
+    per_image = json.loads((Path(cfg.run_dir) / "test_per_image.json").read_text())
+    assert len(per_image["intersection"]) == len(per_image["union"]) == 16 and per_image["class_names"] == names
+    for k, name in enumerate(names):
+        inter, union = (sum(image[k] for image in per_image[key]) for key in ("intersection", "union"))
+        assert inter / union == pytest.approx(record["per_class"]["test/iou"][name], abs=1e-6)
 
 
 def _fake_run(path: Path, activation: str, seed: int, accuracy: dict[str, float]) -> None:

@@ -30,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Aggregate sweep/run directories (anything containing metrics.json written by "
             "python -m experiments.train) into report.md, report.csv and PNG plots. Runs are grouped by "
             "their Hydra overrides minus seed and minus overrides shared by every run (an arm each); cells "
-            "are mean ± sample std over seeds, with 95 % Student-t confidence intervals over seeds and each "
-            "arm's difference from a baseline arm paired by seed."
+            "are mean ± sample std over seeds, with 95 % confidence intervals over seeds (inside [0, 1] for accuracy, "
+            "mIoU and IoU), each run's own test-set noise (Wilson), and each arm's difference from a baseline arm "
+            "paired by seed, with its paired t p-value, Holm-adjusted over the arms, and the exact sign-flip p."
         ),
     )
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="sweep or run directories")
@@ -48,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
             "activation=relu or "
             "activation=relu,model.depth=20 ('(default)' names the arm without overrides); default: the first "
             "arm in sweep order with a completed run. Each other arm gets its difference from the baseline "
-            "paired by seed (per-seed differences on the seeds both completed, then mean ± t(0.975, n-1)·s/√n); "
-            "'*' marks an interval that excludes 0"
+            "paired by seed (per-seed differences on the seeds both completed, then mean ± t(0.975, n-1)·s/√n, "
+            "paired t p, Holm over the k-1 comparisons); '*' marks an interval that excludes 0"
         ),
     )
     parser.add_argument(
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--retest-seeds", type=int, default=3, metavar="N", help="fresh seeds per re-test (3)")
+    from experiments.reporting.planning import add_plan_arguments
+
+    add_plan_arguments(parser)
     return parser
 
 
@@ -132,6 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _error(str(exc))
         return EXIT_BAD_ARGS
+    if args.plan:  # the seed plan reads the runs and writes nothing
+        from experiments.reporting.planning import plan_text
+
+        print(plan_text(summary, min_effect=args.min_effect), end="")
+        return EXIT_OK
     out_dir: Path = args.out if args.out is not None else dirs[0]
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -160,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if summary.primary is not None and summary.primary in summary.metric_columns:
         print(render.interval_table(summary, [summary.primary]))
         print(render.LEGEND)
+        print(render.interval_methods_note(summary, [summary.primary]))
+        if summary.compared:
+            print(render.seed_floor_note(summary))
         print(render.statistics_method(summary))
         for note in render.pairing_notes(summary):
             print(f"- {note}")

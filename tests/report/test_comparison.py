@@ -8,6 +8,7 @@ tolerances.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from experiments.reporting.aggregate import (
     summarize,
 )
 from experiments.reporting.comparison import find_arm, parse_arm_spec, split_top_level
+from experiments.reporting.inference import holm, per_image_miou_interval, wilson_interval
 from experiments.reporting.render import (
     LEGEND,
     STATISTICS_METHOD,
@@ -95,9 +97,27 @@ def test_intervals_and_paired_difference_by_hand(tmp_path: Path) -> None:
     # Unpaired, the two means' intervals overlap almost completely: pairing is what finds the effect.
     assert new.stats["test/acc"].ci_low < base.stats["test/acc"].ci_high
 
+    # The Student-t interval of a=base and a=new leaves [0, 1] (1.0484, 1.1017); the report shows the logit-t one:
+    # z = logit(0.7, 0.8, 0.9) = 0.8473, 1.3863, 2.1972 -> z̄ 1.4769, s_z 0.6798, half 4.303·s_z/√3 = 1.6888
+    # -> [expit(-0.2119), expit(3.1657)] = [0.4472, 0.9595]
+    z = [math.log(v / (1 - v)) for v in (0.7, 0.8, 0.9)]
+    z_mean, z_sd = sum(z) / 3, math.sqrt(sum((x - sum(z) / 3) ** 2 for x in z) / 2)
+    expit = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    interval = base.intervals["test/acc"]
+    assert interval.method == "logit-t"
+    assert interval.low == pytest.approx(expit(z_mean - 4.303 * z_sd / math.sqrt(3)), abs=1e-4)
+    assert interval.high == pytest.approx(expit(z_mean + 4.303 * z_sd / math.sqrt(3)), abs=1e-4)
+    # paired t: t = 0.04 / (0.01/√3) = 6.928 on 2 df, two-sided p = 1 − t/√(2 + t²) = 0.0202 (df=2 closed form);
+    # one comparison, so Holm changes nothing; 3 pairs: the exact sign-flip p is 2/8 = 0.25, not shown below 6
+    test = new.pairing.tests["test/acc"]
+    t = 0.04 / (0.01 / math.sqrt(3))
+    assert test.p_value == pytest.approx(1 - t / math.sqrt(2 + t * t), rel=1e-6)
+    assert test.p_holm == test.p_value and test.p_exact == 0.25 and test.resolved
+
     table = interval_table(summary, ["test/acc"])
-    assert "| test/acc | a=new | 3 | 0.8400 | [0.5783, 1.1017] | +0.0400 * | [0.0152, 0.0648] | 3 |" in table
-    assert "| test/acc | a=base | 3 | 0.8000 | [0.5516, 1.0484] | baseline | — | — |" in table
+    assert ("| test/acc | a=new | 3 | 0.8400 | [0.3609, 0.9865] | logit-t | — | +0.0400 * | [0.0152, 0.0648] | 3 | "
+            "0.020 | 0.020 | n<6 |") in table
+    assert "| test/acc | a=base | 3 | 0.8000 | [0.4474, 0.9595] | logit-t | — | baseline | — | — | — | — | — |" in table
 
     md = render_markdown(summary, [tmp_path])
     assert STATISTICS_METHOD in md and LEGEND in md
@@ -106,8 +126,12 @@ def test_intervals_and_paired_difference_by_hand(tmp_path: Path) -> None:
 
     write_csv(summary, tmp_path / "report.csv")
     rows = read_csv(tmp_path / "report.csv")
-    assert float(rows["a=base"]["test/acc_ci_low"]) == pytest.approx(0.80 - half_base, abs=1e-4)
-    assert float(rows["a=base"]["test/acc_ci_high"]) == pytest.approx(0.80 + half_base, abs=1e-4)
+    assert float(rows["a=base"]["test/acc_ci_low"]) == pytest.approx(interval.low)  # the bounded interval
+    assert float(rows["a=base"]["test/acc_ci_high"]) == pytest.approx(interval.high)
+    assert rows["a=base"]["test/acc_ci_method"] == "logit-t" and rows["a=base"]["test/acc_test_halfwidth"] == ""
+    assert float(rows["a=new"]["test/acc_diff_p"]) == pytest.approx(test.p_value)
+    assert float(rows["a=new"]["test/acc_diff_p_holm"]) == pytest.approx(test.p_value)
+    assert rows["a=new"]["test/acc_diff_p_signflip"] == "0.25" and rows["a=base"]["test/acc_diff_p"] == ""
     assert rows["a=base"]["test/acc_diff"] == "" and rows["a=base"]["baseline"] == "true"
     assert float(rows["a=new"]["test/acc_diff"]) == pytest.approx(0.04)
     assert float(rows["a=new"]["test/acc_diff_ci_low"]) == pytest.approx(0.04 - half_d, abs=1e-5)
@@ -168,8 +192,9 @@ def test_single_seed_gives_no_interval(tmp_path: Path) -> None:
     diff = new.pairing.diffs["test/acc"]
     assert (diff.n, diff.mean, diff.ci_low) == (1, pytest.approx(0.04), None)
     table = interval_table(summary, ["test/acc"])
-    assert "| test/acc | a=new | 1 | 0.7400 | none (n=1) | +0.0400 | none (pairs=1) | 1 |" in table
-    assert "| test/acc | a=base | 1 | 0.7000 | none (n=1) | baseline | — | — |" in table
+    assert "| test/acc | a=new | 1 | 0.7400 | none (n=1) | — | — | +0.0400 | none (pairs=1) | 1 | — | — | n<6 |" \
+        in table
+    assert "| test/acc | a=base | 1 | 0.7000 | none (n=1) | — | — | baseline | — | — | — | — | — |" in table
     write_csv(summary, tmp_path / "report.csv")
     row = read_csv(tmp_path / "report.csv")["a=new"]
     assert row["test/acc_ci_low"] == row["test/acc_ci_high"] == ""
@@ -193,8 +218,11 @@ def test_baseline_option_picks_another_arm(tmp_path: Path, capsys: pytest.Captur
     out = tmp_path / "out"
     assert main([str(sweep), "--baseline", "a=new", "--out", str(out), "--no-plots"]) == 0
     printed = capsys.readouterr().out
-    assert "| test/acc | a=base | 3 | 0.8000 | [0.5516, 1.0484] | -0.0400 * | [-0.0648, -0.0152] | 3 |" in printed
-    assert "| test/acc | a=new | 3 | 0.8400 | [0.5783, 1.1017] | baseline | — | — |" in printed
+    assert ("| test/acc | a=base | 3 | 0.8000 | [0.4474, 0.9595] | logit-t | — | -0.0400 * | [-0.0648, -0.0152] | 3 | "
+            "0.020 | 0.020 | n<6 |") in printed
+    assert "| test/acc | a=new | 3 | 0.8400 | [0.3609, 0.9865] | logit-t | — | baseline | — |" in printed
+    assert "CI methods: `test/acc` (bounded to [0, 1]): logit-t at n = 3." in printed
+    assert "an exact sign-flip test cannot reach p < 0.05 below 6 seeds" in printed
     md = (out / "report.md").read_text()
     assert "Baseline: `a=new` (chosen with `--baseline`)." in md
     assert read_csv(out / "report.csv")["a=new"]["baseline"] == "true"
@@ -269,3 +297,80 @@ def test_pairing_averages_repeated_seeds_and_leaves_out_unseeded_runs() -> None:
     assert (pairing.unseeded, pairing.repeated, pairing.complete) == (1, [1], False)
     diff = pairing.diffs["test/acc"]  # d = 0.6 - 0.4, 0.9 - 0.6 = 0.2, 0.3
     assert (diff.n, diff.mean) == (2, pytest.approx(0.25))
+
+
+def test_accuracies_near_one_get_bounded_intervals_test_noise_and_holm(tmp_path: Path) -> None:
+    """Three arms near 100 % on 3 seeds: every interval stays in [0, 1] (the t one would not), each arm shows its
+    runs' Wilson half-width from the recorded test count, and the two comparisons are one Holm family."""
+    accs = {"a=base": (0.95, 0.97, 0.99), "a=x": (0.97, 0.98, 1.0), "a=y": (0.90, 0.96, 0.97)}
+    sweep = write_sweep(tmp_path / "sweep", {(arm,): {s: acc(v) for s, v in zip((1, 2, 3), values, strict=True)}
+                                             for arm, values in accs.items()})
+    for path in sweep.rglob("metrics.json"):
+        record = json.loads(path.read_text())
+        record.update(test_count=500, class_names=[str(i) for i in range(10)])
+        path.write_text(json.dumps(record))
+    summary = summarize(collect_runs([sweep]))
+    groups = by_label(summary)
+    for label, values in accs.items():
+        group = groups[label]
+        interval = group.intervals["test/acc"]
+        assert interval.method == "logit-t" and 0.0 < interval.low < interval.high < 1.0
+        # the per-run noise: the mean of the Wilson half-widths of k = acc·500 of 500
+        halves = [wilson_interval(v * 500, 500).half_width for v in values]
+        assert group.noise["test/acc"].half_width == pytest.approx(sum(halves) / 3)
+        assert group.noise["test/acc"].count == 500
+    assert any(group.stats["test/acc"].ci_high > 1.0 for group in summary.groups)  # what the t interval would say
+    tests = summary.tests("test/acc")
+    assert len(tests) == 2 == len(summary.compared)
+    assert [t.p_holm for t in tests] == holm([t.p_value for t in tests])
+
+    md = render_markdown(summary, [sweep])
+    noise = groups["a=x"].noise["test/acc"].half_width
+    assert f"| logit-t | ±{noise:.4f} (Wilson, N=500) |" in md
+    assert "CI methods: `test/acc` (bounded to [0, 1]): logit-t at n = 3" in md
+    assert ("Holm over the k−1 = 2 comparisons with the baseline needs n ≥ 7 before an exact test can pass its first "
+            "step (p ≤ 0.05/2)") in md
+    assert "its smallest two-sided p is 2^(1−n): 0.25 at n = 3" in md
+    write_csv(summary, tmp_path / "report.csv")
+    row = read_csv(tmp_path / "report.csv")["a=x"]
+    assert float(row["test/acc_test_halfwidth"]) == pytest.approx(noise) and row["test/acc_test_count"] == "500"
+    assert 0.0 < float(row["test/acc_ci_low"]) < float(row["test/acc_ci_high"]) < 1.0
+    holm_p = next(t.p_holm for g, t in zip(summary.compared, tests, strict=True) if g.label == "a=x")
+    assert float(row["test/acc_diff_p_holm"]) == pytest.approx(holm_p)
+
+
+def test_old_runs_take_their_test_count_from_the_confusion_matrix(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path / "sweep", {("a=1",): {1: acc(0.75), 2: acc(0.8)}})
+    for path in sweep.rglob("metrics.json"):  # a run from before test_count: 40 test images in its matrix
+        record = json.loads(path.read_text())
+        record.update(confusion_matrix=[[15, 5], [5, 15]])
+        path.write_text(json.dumps(record))
+    runs = collect_runs([sweep])
+    assert [(run.test_count, run.num_classes) for run in runs] == [(40, 2), (40, 2)]
+    group = summarize(runs).groups[0]
+    assert group.noise["test/acc"].counts == (40, 40)
+
+
+def test_segmentation_runs_show_the_per_image_bootstrap_of_their_miou(tmp_path: Path) -> None:
+    inter = [[50, 5], [40, 0], [45, 8], [60, 2]]
+    union = [[60, 10], [50, 4], [55, 10], [65, 5]]
+    sweep = write_sweep(tmp_path / "sweep", {("a=1",): {s: {"test/miou": 0.6 + 0.01 * s} for s in (1, 2, 3)}},
+                        task="segmentation")
+    for path in sorted(sweep.rglob("metrics.json"))[:2]:  # the third run has no per-image file (an older run)
+        (path.parent / "test_per_image.json").write_text(json.dumps({"intersection": inter, "union": union}))
+    group = summarize(collect_runs([sweep])).groups[0]
+    noise = group.noise["test/miou"]
+    expected = per_image_miou_interval(inter, union).half_width
+    assert noise.method == "per-image bootstrap" and noise.counts == (4, 4)
+    assert noise.half_width == pytest.approx(expected) and expected > 0
+    assert group.intervals["test/miou"].method == "logit-t"
+
+
+def test_the_exact_sign_flip_p_is_shown_from_six_pairs(tmp_path: Path) -> None:
+    seeds = range(1, 7)
+    sweep = two_arms(tmp_path, base={s: 0.80 + 0.01 * s for s in seeds}, new={s: 0.83 + 0.011 * s for s in seeds})
+    summary = summarize(collect_runs([sweep]))
+    test = summary.tests("test/acc")[0]
+    assert test.n == 6 and test.p_exact == pytest.approx(2 / 64)  # every difference positive: the floor 2^(1−6)
+    assert "| 0.031 |" in interval_table(summary, ["test/acc"]).splitlines()[2 + [g.label for g in summary.groups]
+                                                                            .index("a=new")]

@@ -115,8 +115,8 @@ def test_help_is_fast_and_imports_no_torch() -> None:
     result = run_cli("--help")
     assert result.returncode == 0 and "--out" in result.stdout
     code = (
-        "import sys, experiments.report, experiments.reporting;"
-        "bad = [m for m in ('torch', 'lightning', 'matplotlib') if m in sys.modules];"
+        "import sys, experiments.report, experiments.reporting, experiments.reporting.inference;"
+        "bad = [m for m in ('torch', 'lightning', 'matplotlib', 'scipy', 'statsmodels', 'numpy') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     env = dict(os.environ, PYTHONPATH=str(SRC))
@@ -145,3 +145,16 @@ def test_single_run_dir_and_multiple_dirs(tmp_path: Path, capsys: pytest.Capture
     assert main([str(first), str(second), "--out", str(out), "--no-plots"]) == 0
     assert "| activation=relu | 6 |" in capsys.readouterr().out
     assert f"`{first}`, `{second}`" in (out / "report.md").read_text()
+
+
+def test_plan_prints_the_seed_plan_and_writes_nothing(sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--plan`` answers how many seeds each comparison needs, from the same pairing as the table, and leaves
+    the sweep dir as it was (no report.md, no plots)."""
+    before = sorted(p.name for p in sweep.iterdir())
+    assert main([str(sweep), "--plan", "--baseline", "activation=relu", "--min-effect", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Seed plan for test/acc")
+    # gelu - relu paired by seed: -0.10, -0.08, -0.06 -> mean -0.08
+    row = next(line for line in out.splitlines() if line.startswith("| activation=gelu"))
+    assert "-0.0800" in row and "| 3 |" in row
+    assert sorted(p.name for p in sweep.iterdir()) == before

@@ -16,6 +16,17 @@ from experiments.reporting.aggregate import (
     sweep_constants,
 )
 from experiments.reporting.comparison import Pairing, pair_by_seed
+from experiments.reporting.inference import (
+    Interval,
+    PairedTest,
+    holm,
+    paired_test,
+    seed_interval,
+    sign_flip_floor,
+    sign_flip_min_seeds,
+    wilson_interval,
+    with_holm,
+)
 from experiments.reporting.render import (
     interval_table,
     markdown_table,
@@ -29,6 +40,8 @@ from experiments.reporting.stats import t_critical, t_quantile
 
 __all__ = [
     "Group",
+    "Interval",
+    "PairedTest",
     "Pairing",
     "RunResult",
     "Selection",
@@ -37,16 +50,23 @@ __all__ = [
     "collect_runs",
     "find_run_dirs",
     "group_runs",
+    "holm",
     "interval_table",
     "load_run",
     "markdown_table",
     "mean_std",
     "pair_by_seed",
+    "paired_test",
     "pairing_notes",
     "render_markdown",
+    "seed_interval",
+    "sign_flip_floor",
+    "sign_flip_min_seeds",
     "summarize",
     "sweep_constants",
     "t_critical",
     "t_quantile",
+    "wilson_interval",
+    "with_holm",
     "write_csv",
 ]

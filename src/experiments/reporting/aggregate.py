@@ -9,10 +9,18 @@ Conventions (documented once here, repeated in the report header):
 * **Statistics.**  Mean and *sample* standard deviation (ddof=1) over the completed runs of a group.  With
   a single value the std is reported as 0 (there is no spread to estimate) and the Markdown omits "±".
   Non-numeric values are ignored; NaN (e.g. a diverged loss) is kept so that it stays visible.
-* **Intervals.**  Each mean gets a 95 % Student-t interval over seeds, mean ± t_{0.975,n−1}·s/√n
-  (:mod:`~experiments.reporting.stats`); one run has none.  Each arm is compared with a *baseline* arm
-  (``--baseline``, else the first arm in sweep order with a completed run) by the paired-by-seed
-  difference with its own t-interval (:mod:`~experiments.reporting.comparison`).
+* **Intervals.**  Each mean gets a 95 % interval over seeds (:func:`~experiments.reporting.inference.seed_interval`):
+  metrics bounded to [0, 1] (:data:`BOUNDED_METRICS`: accuracy, mIoU, IoU, probe accuracy) a logit-t interval below
+  20 seeds and a BCa bootstrap from 20, which stay inside [0, 1]; every other column the Student t interval,
+  mean ± t_{0.975,n−1}·s/√n; one run has none.  Beside it, each run's own test-set noise
+  (:class:`RunNoise`: the mean over the arm's runs of the half-width of the Wilson interval of test accuracy from
+  the run's test count, or of the per-image bootstrap of test mIoU), so seed-to-seed spread and test-set sampling
+  noise are read apart.
+* **Comparisons.**  Each arm is compared with a *baseline* arm (``--baseline``, else the first arm in sweep order
+  with a completed run) by the paired-by-seed difference with its t interval
+  (:mod:`~experiments.reporting.comparison`), its paired t p-value and that p Holm-adjusted over the k − 1 arms
+  compared with the baseline (one family per metric), and the exact sign-flip p as a check
+  (:func:`~experiments.reporting.inference.paired_test`).
 * **Selection.**  With ``--best-of KEY`` each arm is reported at its best value of KEY by validation
   metric (:mod:`~experiments.reporting.selection`).
 * **Order.**  Groups are sorted by the primary metric, descending (the first of ``test/acc``, ``test/miou``,
@@ -35,9 +43,21 @@ from experiments.reporting.comparison import (
     format_label,
     pair_by_seed,
 )
+from experiments.reporting.inference import (
+    PER_IMAGE_BOOTSTRAP,
+    WILSON,
+    Interval,
+    PairedTest,
+    paired_test,
+    per_image_miou_interval,
+    seed_interval,
+    wilson_interval,
+    with_holm,
+)
 from experiments.reporting.runs import COMPLETED, FAILED, PRUNED, RunResult, is_seed_override, parse_override
 from experiments.reporting.selection import BEST_OF_OPTION, Selection, check_key, choose, selection_metric
 from experiments.reporting.stats import Stat, mean_std
+from experiments.run.layout import RunDir, read_json
 from experiments.search.storage import CALLBACK_KEY
 from experiments.specs import TASKS
 
@@ -52,11 +72,118 @@ PRIMARY_CANDIDATES = (TASKS["classification"].test_metric, TASKS["segmentation"]
 IGNORED_OVERRIDE_PREFIXES = ("hydra.", f"{CALLBACK_KEY}.")  # the search's per-trial callback: how it ran
 #: History keys that are the x-axis, not curves.
 HISTORY_AXES = ("epoch", "step")
+#: metric names (after the split prefix ``test/`` and any ``best_``) whose values lie in [0, 1], which get an
+#: interval that stays there; ``iou_*`` stands for every class's IoU (``test/iou_circle``)
+BOUNDED_METRICS: dict[str, str] = {
+    "acc": "accuracy: a proportion of images",
+    "pixel_acc": "pixel accuracy: a proportion of pixels",
+    "miou": "mean IoU over classes",
+    "iou_*": "one class's IoU",
+    "probe_acc": "a linear probe's accuracy",
+}
+#: where the difference of two metrics in [0, 1] lies: its paired interval is cut to it
+DIFFERENCE_BOUNDS = (-1.0, 1.0)
+#: metrics whose chance level is 1/num_classes (a guess among balanced classes)
+CHANCE_METRICS = ("acc", "probe_acc")
 
 
 # ------------------------------------------------------------------------------------------ statistics
 
 # Stat and mean_std live in experiments.reporting.stats (with the Student t quantile); re-exported here.
+
+
+def metric_name(column: str) -> str:
+    """``test/best_acc`` -> ``acc``: the metric without its split and ``best_`` prefix."""
+    name = column.split("/", 1)[1] if "/" in column else column
+    return name.removeprefix("best_")
+
+
+def is_bounded(column: str) -> bool:
+    """Whether the column is a metric in [0, 1] (:data:`BOUNDED_METRICS`); decided by name, never by the values."""
+    if column in EXTRA_COLUMNS:
+        return False
+    name = metric_name(column)
+    return name in BOUNDED_METRICS or any(
+        key.endswith("*") and name.startswith(key[:-1]) for key in BOUNDED_METRICS)
+
+
+@dataclass(frozen=True)
+class RunNoise:
+    """One arm's own test-set noise: the mean over its runs of a per-run interval's half-width (Wilson for a test
+    accuracy, from the run's test count; a bootstrap over test images for mIoU).  ``counts`` are the test counts
+    of the runs it averages."""
+
+    half_width: float
+    method: str
+    counts: tuple[int, ...]
+
+    @property
+    def runs(self) -> int:
+        return len(self.counts)
+
+    @property
+    def count(self) -> int | None:
+        """The test count when every run had the same one, else None."""
+        return self.counts[0] if self.counts and all(c == self.counts[0] for c in self.counts) else None
+
+
+#: test metrics whose per-run noise the report computes, and how: test accuracy is a proportion of ``test_count``
+#: images (Wilson); test mIoU is bootstrapped over the images of the run's ``test_per_image.json``
+RUN_NOISE_METRICS = {"test/acc": WILSON, "test/miou": PER_IMAGE_BOOTSTRAP}
+
+
+def _per_image_noise(run: RunResult) -> tuple[float, int] | None:
+    """(half-width of the per-image bootstrap interval of the run's test mIoU, test images), from the run's
+    ``test_per_image.json``; None when the file is absent or not what the segmentation task writes."""
+    try:
+        record = read_json(RunDir(run.path).per_image)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    inter, union = record.get("intersection"), record.get("union")
+    if not isinstance(inter, list) or not isinstance(union, list) or len(inter) != len(union) or len(inter) < 2:
+        return None
+    try:
+        interval = per_image_miou_interval(inter, union)
+    except (TypeError, ValueError):
+        return None
+    return None if interval.half_width is None else (interval.half_width, len(inter))
+
+
+def run_noise(runs: Sequence[RunResult], column: str) -> RunNoise | None:
+    """Mean per-run test-set half-width of ``column`` over the runs that recorded what it needs (a test count for
+    Wilson, per-image counts for mIoU); None where there is none."""
+    method = RUN_NOISE_METRICS.get(column)
+    if method is None:
+        return None
+    halves, counts = [], []
+    for run in runs:
+        value = run.metrics.get(column)
+        if value is None or not math.isfinite(value):
+            continue
+        if method == WILSON:
+            if run.test_count is None or not 0.0 <= value <= 1.0:
+                continue
+            half = wilson_interval(value * run.test_count, run.test_count).half_width
+            found = None if half is None else (half, run.test_count)
+        else:
+            found = _per_image_noise(run)
+        if found is not None:
+            halves.append(found[0])
+            counts.append(found[1])
+    if not halves:
+        return None
+    return RunNoise(sum(halves) / len(halves), method, tuple(counts))
+
+
+def arm_interval(runs: Sequence[RunResult], column: str) -> Interval:
+    """The seed interval of one arm's column (:func:`~experiments.reporting.inference.seed_interval`); a value at
+    exactly 0 or 1 moves half a test image inside when the runs' test count is known."""
+    values = [v for run in runs if (v := run_value(run, column)) is not None]
+    counts = [run.test_count for run in runs if run.test_count]
+    epsilon = 0.5 / min(counts) if counts and RUN_NOISE_METRICS.get(column) == WILSON else None
+    return seed_interval(values, bounded=is_bounded(column), epsilon=epsilon)
 
 
 def run_value(run: RunResult, column: str) -> float | None:
@@ -115,6 +242,10 @@ class Group:
     selected: str | None = None
     #: this arm against the baseline, paired by seed (None for the baseline itself, or without one)
     pairing: Pairing | None = None
+    #: per column: the interval over seeds the report shows (bounded for metrics in [0, 1])
+    intervals: dict[str, Interval] = field(default_factory=dict)
+    #: per test metric with a known test count: the runs' own test-set noise
+    noise: dict[str, RunNoise] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -216,6 +347,26 @@ class Summary:
         """The final-metric columns (the per-run extras such as params left out)."""
         return [c for c in self.columns if c not in EXTRA_COLUMNS]
 
+    @property
+    def compared(self) -> list[Group]:
+        """The arms compared with the baseline (k − 1 of k): each metric's Holm family."""
+        return [group for group in self.groups if group.pairing is not None]
+
+    def tests(self, column: str) -> list[PairedTest]:
+        """The paired tests of one metric against the baseline, in table order (Holm-adjusted over this list)."""
+        return [test for group in self.compared if (test := group.pairing.tests.get(column)) is not None]
+
+    def chance(self, column: str) -> float | None:
+        """Chance level of an accuracy column: 1/num_classes when every completed run records the same class count
+        (balanced classes assumed); None for other metrics or an unknown count."""
+        if metric_name(column) not in CHANCE_METRICS:
+            return None
+        counts = {run.num_classes for run in self.completed}
+        if len(counts) != 1:
+            return None
+        classes = counts.pop()
+        return 1.0 / classes if classes else None
+
 
 def select_best(runs: Sequence[RunResult], constants: Sequence[str], key: str) -> tuple[list[Group], Selection]:
     """One group per arm (runs equal but for ``key`` and the seed) holding only the runs at its selected value."""
@@ -248,6 +399,17 @@ def resolve_baseline(groups: Sequence[Group], constants: Sequence[str], spec: st
     return groups[find_arm(spec, [group.key for group in groups], constants, BASELINE_OPTION)]
 
 
+def compare_with_baseline(groups: Sequence[Group], columns: Sequence[str]) -> None:
+    """Fill every compared arm's paired tests, column by column; Holm's family is one column's k − 1 arms."""
+    compared = [group for group in groups if group.pairing is not None]
+    for column in columns:
+        bounds = DIFFERENCE_BOUNDS if is_bounded(column) else None
+        tests = with_holm([paired_test(group.pairing.differences.get(column, []), bounds=bounds)
+                           for group in compared])
+        for group, test in zip(compared, tests, strict=True):
+            group.pairing.tests[column] = test
+
+
 def summarize(runs: Sequence[RunResult], baseline: str | None = None, best_of: str | None = None) -> Summary:
     """Group, compute statistics and paired differences from the baseline, sort best-first by the primary metric.
 
@@ -266,11 +428,14 @@ def summarize(runs: Sequence[RunResult], baseline: str | None = None, best_of: s
     for group in groups:
         done = group.completed
         group.stats = {col: mean_std(run_value(run, col) for run in done) for col in columns}
+        group.intervals = {col: arm_interval(done, col) for col in columns}
+        group.noise = {col: noise for col in columns if (noise := run_noise(done, col)) is not None}
     base = resolve_baseline(groups, constants, baseline)
     if base is not None and base.n:
         for group in groups:
             if group is not base:
                 group.pairing = pair_by_seed(group.completed, base.completed, columns, run_value)
+        compare_with_baseline(groups, [c for c in columns if c not in EXTRA_COLUMNS])
     primary = primary_metric(columns)
     if primary:
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from experiments.errors import ConfigError
+from experiments.reporting.inference import PairedTest
 from experiments.reporting.runs import RunResult, parse_override
 from experiments.reporting.stats import Stat, mean_std
 
@@ -129,6 +130,10 @@ class Pairing:
     unseeded: int = 0  # completed runs of the arm without a recorded seed
     repeated: list[int] = field(default_factory=list)  # seeds with several completed runs in one side
     diffs: dict[str, Stat] = field(default_factory=dict)  # per column: Stat of the per-seed differences
+    #: per column: the per-seed differences themselves, in seed order (what the tests are computed from)
+    differences: dict[str, list[float]] = field(default_factory=dict)
+    #: per metric column: the paired test against the baseline, Holm-adjusted over the arms (filled by summarize)
+    tests: dict[str, PairedTest] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -168,10 +173,11 @@ def pair_by_seed(
     arm_seeds = {run.seed for run in arm if run.seed is not None}
     base_seeds = {run.seed for run in baseline if run.seed is not None}
     common = sorted(arm_seeds & base_seeds)
-    diffs = {}
+    diffs, differences = {}, {}
     for column in columns:
         a, b = _by_seed(arm, value, column), _by_seed(baseline, value, column)
-        diffs[column] = mean_std(a[s] - b[s] for s in common if s in a and s in b)
+        differences[column] = [a[s] - b[s] for s in common if s in a and s in b]
+        diffs[column] = mean_std(differences[column])
     return Pairing(
         seeds=common,
         dropped_arm=sorted(arm_seeds - base_seeds),
@@ -179,4 +185,5 @@ def pair_by_seed(
         unseeded=sum(run.seed is None for run in arm),
         repeated=sorted(_repeated(arm) | _repeated(baseline)),
         diffs=diffs,
+        differences=differences,
     )

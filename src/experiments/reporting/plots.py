@@ -24,6 +24,7 @@ from experiments.reporting.aggregate import (  # noqa: E402
     curve_metrics,
     curve_stats,
     gradient_flow_stats,
+    is_bounded,
 )
 
 #: Above this many groups the legend moves outside the axes so it does not hide the data.
@@ -102,8 +103,25 @@ def plot_curves(summary: Summary, out_dir: Path) -> list[Path]:
     return written
 
 
+def _interval_label(rows: Sequence[tuple[Group, object]], metric: str) -> str:
+    """``logit-t, n=3`` (or the several methods and seed counts of the arms): what the error bars are."""
+    used: dict[str, set[int]] = {}
+    for group, _ in rows:
+        interval = group.intervals.get(metric)
+        if interval is not None and interval.low is not None:
+            used.setdefault(interval.method, set()).add(group.stats[metric].n)
+    if not used:
+        return "no interval (one run per arm)"
+    return "; ".join(f"{method}, n={'/'.join(str(n) for n in sorted(ns))}" for method, ns in used.items())
+
+
 def plot_bars(summary: Summary, out_dir: Path) -> list[Path]:
-    """Bar per group for each headline metric, error bars = 95 % Student-t interval over seeds (none for one)."""
+    """Bar per group for each headline metric, error bars = its 95 % interval over seeds (none for one run).
+
+    A metric bounded to [0, 1] (accuracy, mIoU) gets its bounded interval and a 0–1 axis, so no bar reaches
+    outside what the metric can be, and accuracy a dashed chance line at 1/num_classes when the runs record the
+    class count.
+    """
     written: list[Path] = []
     for metric in summary.bar_metrics:
         rows = [(g, g.stats[metric]) for g in summary.groups if g.stats[metric].mean is not None]
@@ -112,18 +130,28 @@ def plot_bars(summary: Summary, out_dir: Path) -> list[Path]:
         labels = [_label(g, summary) for g, _ in rows]
         fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(rows) + 2), 4.5))
         positions = list(range(len(rows)))
-        ax.bar(
-            positions,
-            [s.mean for _, s in rows],
-            yerr=[s.half_width or 0.0 for _, s in rows],
-            capsize=4,
-            color=_colors(len(rows)),
-        )
+        means = [s.mean for _, s in rows]
+        below, above = [], []
+        for (group, _), mean in zip(rows, means, strict=True):
+            interval = group.intervals.get(metric)
+            if interval is None or interval.low is None or interval.high is None:
+                below.append(0.0)
+                above.append(0.0)
+            else:
+                below.append(max(mean - interval.low, 0.0))
+                above.append(max(interval.high - mean, 0.0))
+        ax.bar(positions, means, yerr=[below, above], capsize=4, color=_colors(len(rows)))
+        if is_bounded(metric):
+            ax.set_ylim(0.0, 1.0)
+        chance = summary.chance(metric)
+        if chance is not None:
+            ax.axhline(chance, color="0.3", linestyle="--", linewidth=1, label=f"chance (1/{round(1 / chance)})")
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: bars fill the axes
         ax.set_xticks(positions)
         tilt = len(rows) > 2 or max(len(label) for label in labels) > _STRAIGHT_LABEL_MAX
         ax.set_xticklabels(labels, rotation=30 if tilt else 0, ha="right" if tilt else "center", fontsize="small")
         ax.set_ylabel(f"{metric} (mean, error bar: 95 % CI)")
-        ax.set_title(f"final {metric}: mean over seeds, error bars 95 % Student-t CI")
+        ax.set_title(f"final {metric}: mean over seeds, error bars 95 % CI ({_interval_label(rows, metric)})")
         ax.grid(axis="y", alpha=0.3)
         written.append(_save(fig, out_dir / metric_filename("bars", metric)))
     return written

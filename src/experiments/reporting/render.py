@@ -6,10 +6,22 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.reporting.aggregate import Group, Summary, group_key
+from experiments.reporting.aggregate import BOUNDED_METRICS, Group, Summary, group_key, is_bounded
 from experiments.reporting.comparison import DEFAULT_LABEL, format_label
+from experiments.reporting.inference import (
+    BOOTSTRAP_MIN_N,
+    BOOTSTRAP_RESAMPLES,
+    CONFIDENCE,
+    DEFAULT_EPSILON,
+    PER_IMAGE_RESAMPLES,
+    Interval,
+    PairedTest,
+    sign_flip_floor,
+    sign_flip_min_seeds,
+)
 from experiments.reporting.runs import PRUNED, RunResult
 from experiments.reporting.selection import Selection
 from experiments.reporting.stats import Stat
@@ -21,10 +33,27 @@ LEGEND = (
     f"`{MARKER}` marks a difference whose 95 % interval excludes 0; with a single pair there is a difference "
     "but no interval."
 )
+#: the significance level the seed floor is stated at
+ALPHA = round(1.0 - CONFIDENCE, 12)
+#: the exact sign-flip p is shown from this many pairs on (below, its floor 2^(1-n) exceeds ALPHA)
+SIGN_FLIP_SHOWN_FROM = sign_flip_min_seeds(ALPHA)
 STATISTICS_METHOD = (
-    "95 % CI: Student-t interval over seeds, mean ± t(0.975, n−1)·s/√n with s the sample std of the n "
-    "completed runs; a group with one run has no interval. Δ vs baseline: the difference arm − baseline is "
-    "taken per seed on the seeds both arms completed, then mean ± t(0.975, n−1)·s_d/√n over those n pairs."
+    "95 % CI over seeds: for metrics bounded to [0, 1] ("
+    + ", ".join(f"`{name}`" for name in BOUNDED_METRICS)
+    + f") a logit-t interval below {BOOTSTRAP_MIN_N} seeds, expit(z̄ ± t(0.975, n−1)·s_z/√n) with z = logit(value) "
+    f"(a value at exactly 0 or 1 is moved half a test image inside, or {DEFAULT_EPSILON} without a test count; a "
+    f"bootstrap is too narrow at a few seeds), and a BCa bootstrap of the mean from {BOOTSTRAP_MIN_N} seeds "
+    f"({BOOTSTRAP_RESAMPLES} resamples, fixed seed); for every other column the Student-t interval "
+    "mean ± t(0.975, n−1)·s/√n, with s the sample std of the n completed runs; a group with one run has no "
+    "interval. The `CI method` column names the method of each row. `test-set ±` is each run's own test-set "
+    "sampling noise, apart from the seeds': the mean over the arm's runs of the half-width of the 95 % Wilson "
+    "interval of the run's test accuracy from its test count N (for test mIoU: of the 95 % percentile bootstrap "
+    f"of the run's mIoU over its N test images, {PER_IMAGE_RESAMPLES} resamples). Δ vs baseline: the difference "
+    "arm − baseline is taken per seed on the seeds both arms completed, then mean ± t(0.975, n−1)·s_d/√n over "
+    "those n pairs (for a metric in [0, 1] cut to [−1, 1], where every difference lies); p is the two-sided "
+    "paired t test (primary), p (Holm) that p adjusted with Holm's step-down method over the k − 1 arms compared "
+    "with the baseline (one family per metric), and p (sign-flip) the exact two-sided sign-flip permutation p "
+    f"over all 2^n sign patterns, a check shown from n = {SIGN_FLIP_SHOWN_FROM} pairs."
 )
 
 
@@ -70,7 +99,8 @@ def format_stat(column: str, stat: Stat) -> str:
     return fmt(stat.mean)
 
 
-def format_interval(column: str, stat: Stat, what: str = "n", reference: float | None = None) -> str:
+def format_interval(column: str, stat: Stat | ShownDifference, what: str = "n", reference: float | None = None
+                    ) -> str:
     """``[low, high]`` in the notation of ``reference`` (default: the mean); ``none (n=1)`` when a single value
     gives no interval; ``—`` for no value."""
     if stat.mean is None:
@@ -81,7 +111,7 @@ def format_interval(column: str, stat: Stat, what: str = "n", reference: float |
     return f"[{fmt(stat.ci_low)}, {fmt(stat.ci_high)}]"
 
 
-def format_difference(column: str, stat: Stat, reference: float | None = None) -> str:
+def format_difference(column: str, stat: Stat | ShownDifference, reference: float | None = None) -> str:
     """Signed mean difference, followed by :data:`MARKER` when its interval excludes 0.
 
     Printed in the notation of ``reference`` (the arm's mean), so floating-point noise reads 0.0000.
@@ -136,29 +166,92 @@ def markdown_table(summary: Summary) -> str:
     return _md_rows(header, rows, left=1 + len(best))
 
 
+def format_p(p: float | None) -> str:
+    """A p-value: 3 decimals, ``<0.001`` below, ``—`` for none."""
+    if p is None:
+        return "—"
+    if not math.isfinite(p):
+        return str(p)
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def format_seed_interval(column: str, stat: Stat, interval: Interval | None) -> str:
+    """The interval over seeds the report shows (bounded for metrics in [0, 1]), in the notation of the mean."""
+    if stat.mean is None:
+        return "—"
+    if interval is None or interval.low is None or interval.high is None:
+        return f"none (n={stat.n})"
+    fmt = _formatter(column, stat.mean)
+    return f"[{fmt(interval.low)}, {fmt(interval.high)}]"
+
+
+def format_noise(group: Group, column: str) -> str:
+    """``±0.0094 (Wilson, N=1000)``: the arm's mean per-run test-set half-width, its method and the test count."""
+    noise = group.noise.get(column)
+    if noise is None:
+        return "—"
+    count = f"N={noise.count}" if noise.count is not None else f"N={min(noise.counts)}–{max(noise.counts)}"
+    return f"±{noise.half_width:.4f} ({noise.method}, {count})"
+
+
+def _sign_flip_cell(test: PairedTest) -> str:
+    if test.n < SIGN_FLIP_SHOWN_FROM:
+        return f"n<{SIGN_FLIP_SHOWN_FROM}"
+    return format_p(test.p_exact)
+
+
 def _difference_cells(summary: Summary, group: Group, column: str) -> list[str]:
     if summary.baseline is not None and group is summary.baseline:
-        return ["baseline", "—", "—"]
+        return ["baseline", "—", "—", "—", "—", "—"]
     if group.pairing is None:
-        return ["—", "—", "—"]
+        return ["—"] * 6
     diff, reference = group.pairing.diffs[column], group.stats[column].mean
-    return [
-        format_difference(column, diff, reference),
-        format_interval(column, diff, "pairs", reference),
-        str(diff.n),
-    ]
+    test = group.pairing.tests.get(column)
+    if test is None:
+        return [format_difference(column, diff, reference), format_interval(column, diff, "pairs", reference),
+                str(diff.n), "—", "—", "—"]
+    shown = _test_stat(diff, test)
+    return [format_difference(column, shown, reference), format_interval(column, shown, "pairs", reference),
+            str(diff.n), format_p(test.p_value), format_p(test.p_holm), _sign_flip_cell(test)]
+
+
+@dataclass(frozen=True)
+class ShownDifference:
+    """A paired difference as the table shows it: the test's interval (cut to [−1, 1] for a bounded metric), read
+    by :func:`format_difference` and :func:`format_interval` like a :class:`Stat`."""
+
+    n: int
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+    @property
+    def excludes_zero(self) -> bool:
+        low, high = self.ci_low, self.ci_high
+        return low is not None and high is not None and (low > 0.0 or high < 0.0)
+
+
+def _test_stat(diff: Stat, test: PairedTest) -> Stat | ShownDifference:
+    """The paired test's interval in place of the Stat's own (the same t interval, but cut to the bounds)."""
+    if test.low is None or test.high is None or diff.mean is None:
+        return diff
+    return ShownDifference(diff.n, diff.mean, test.low, test.high)
 
 
 def interval_table(summary: Summary, columns: Sequence[str] | None = None) -> str:
-    """One row per (metric, group): mean, its 95 % interval, the paired difference from the baseline and its
-    interval.  ``columns`` defaults to every final metric."""
+    """One row per (metric, group): mean, its 95 % interval over seeds and that interval's method, the runs' own
+    test-set noise, the paired difference from the baseline with its interval, and its p-values (paired t, Holm,
+    exact sign-flip).  ``columns`` defaults to every final metric."""
     columns = summary.metric_columns if columns is None else list(columns)
     best = _best_of_header(summary)
-    header = ["metric", "group", *best, "n", "mean", "95 % CI", "Δ vs baseline", "95 % CI of Δ", "pairs"]
+    header = ["metric", "group", *best, "n", "mean", "95 % CI", "CI method", "test-set ±", "Δ vs baseline",
+              "95 % CI of Δ", "pairs", "p", "p (Holm)", "p (sign-flip)"]
     rows = []
     for column in columns:
         for group in summary.groups:
             stat = group.stats[column]
+            interval = group.intervals.get(column)
+            method = interval.method if interval is not None and interval.low is not None else "—"
             rows.append(
                 [
                     column,
@@ -166,11 +259,53 @@ def interval_table(summary: Summary, columns: Sequence[str] | None = None) -> st
                     *_best_of_cells(summary, group),
                     str(stat.n),
                     format_stat(column, Stat(stat.n, stat.mean, None)),
-                    format_interval(column, stat),
+                    format_seed_interval(column, stat, interval),
+                    method,
+                    format_noise(group, column),
                     *_difference_cells(summary, group, column),
                 ]
             )
     return _md_rows(header, rows, left=2 + len(best))
+
+
+def interval_methods_note(summary: Summary, columns: Sequence[str] | None = None) -> str:
+    """Which interval method each column's rows used, at which seed counts (one sentence)."""
+    columns = summary.metric_columns if columns is None else list(columns)
+    parts = []
+    for column in columns:
+        used: dict[str, set[int]] = {}
+        for group in summary.groups:
+            interval = group.intervals.get(column)
+            if interval is not None and interval.low is not None:
+                used.setdefault(interval.method, set()).add(group.stats[column].n)
+        kind = "bounded to [0, 1]" if is_bounded(column) else "unbounded"
+        described = "; ".join(f"{method} at n = {', '.join(str(n) for n in sorted(ns))}"
+                              for method, ns in used.items()) or "no interval (one run per arm)"
+        parts.append(f"`{column}` ({kind}): {described}")
+    return "CI methods: " + "; ".join(parts) + "." if parts else ""
+
+
+def seed_floor_note(summary: Summary, column: str | None = None) -> str:
+    """The seed floor of the exact test, at the comparisons' seed count and Holm family (one paragraph)."""
+    family = len(summary.compared)
+    column = column if column is not None else summary.primary
+    pairs = [test.n for test in summary.tests(column)] if column is not None else []
+    one = sign_flip_min_seeds(ALPHA)
+    text = (
+        f"Seed floor: an exact sign-flip test cannot reach p < {ALPHA:.2f} below {one} seeds (its smallest "
+        "two-sided p is 2^(1−n)"
+    )
+    if pairs:
+        n = min(pairs)
+        text += f": {sign_flip_floor(n):.3g} at n = {n}"
+    text += ")"
+    if family > 1:
+        text += (
+            f"; Holm over the k−1 = {family} comparisons with the baseline needs n ≥ "
+            f"{sign_flip_min_seeds(ALPHA, family)} before an exact test can pass its first step "
+            f"(p ≤ {ALPHA:.2f}/{family})"
+        )
+    return text + ". The paired t test, which has no such floor, is the primary test; the exact p is its check."
 
 
 def _seed_list(seeds: Sequence[int]) -> str:
@@ -308,7 +443,10 @@ def render_markdown(summary: Summary, dirs: Sequence[Path], plots: Sequence[Path
         lines += ["", selection_method(summary.selection)]
     lines += ["", "## Results", "", markdown_table(summary)]
     if summary.metric_columns:
-        lines += ["", "## Intervals and differences from the baseline", "", interval_table(summary), "", LEGEND]
+        lines += ["", "## Intervals and differences from the baseline", "", interval_table(summary), "", LEGEND,
+                  "", interval_methods_note(summary)]
+        if summary.compared:
+            lines += ["", seed_floor_note(summary)]
         lines += [""] + [f"- {note}" for note in pairing_notes(summary)]
     if summary.selection is not None:
         lines += ["", f"## Selection (`--best-of {summary.selection.key}`)", "", selection_table(summary)]
@@ -327,8 +465,10 @@ def render_markdown(summary: Summary, dirs: Sequence[Path], plots: Sequence[Path
     return "\n".join(lines) + "\n"
 
 
-#: per column, after ``<col>_mean`` and ``<col>_std``
-CSV_INTERVAL_SUFFIXES = ("ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "diff_n")
+#: per column, after ``<col>_mean`` and ``<col>_std``; ``ci_*`` is the interval the report shows (bounded for metrics
+#: in [0, 1]), ``test_halfwidth`` the mean per-run Wilson half-width and ``test_count`` the runs' smallest test count
+CSV_INTERVAL_SUFFIXES = ("ci_low", "ci_high", "ci_method", "test_halfwidth", "test_count", "diff", "diff_ci_low",
+                         "diff_ci_high", "diff_n", "diff_p", "diff_p_holm", "diff_p_signflip")
 
 
 def csv_header(summary: Summary) -> list[str]:
@@ -341,14 +481,15 @@ def csv_header(summary: Summary) -> list[str]:
     return header
 
 
-def _blank(value: float | int | None) -> object:
+def _blank(value: float | int | str | None) -> object:
     return "" if value is None else value
 
 
 def write_csv(summary: Summary, path: Path) -> None:
     """One row per group; full float precision, empty cells where a group has no value.
 
-    Interval and difference cells are empty where there is none (one seed; the baseline's own difference).
+    Interval, test and difference cells are empty where there is none (one seed; the baseline's own difference;
+    p-values for the per-run extras such as params).
     """
     with Path(path).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -357,12 +498,22 @@ def write_csv(summary: Summary, path: Path) -> None:
             row: list[object] = [group.label, group.n]
             for col in summary.columns:
                 stat = group.stats[col]
-                row += [_blank(stat.mean), _blank(stat.std), _blank(stat.ci_low), _blank(stat.ci_high)]
+                interval = group.intervals.get(col)
+                has_interval = interval is not None and interval.low is not None
+                noise = group.noise.get(col)
+                row += [_blank(stat.mean), _blank(stat.std)]
+                row += [_blank(interval.low), _blank(interval.high), interval.method] if has_interval \
+                    else ["", "", ""]
+                row += [noise.half_width, min(noise.counts)] if noise is not None else ["", ""]
                 diff = group.pairing.diffs[col] if group.pairing is not None else None
+                test = group.pairing.tests.get(col) if group.pairing is not None else None
                 if diff is None:
                     row += ["", "", "", ""]
                 else:
-                    row += [_blank(diff.mean), _blank(diff.ci_low), _blank(diff.ci_high), diff.n]
+                    shown = diff if test is None else _test_stat(diff, test)
+                    row += [_blank(shown.mean), _blank(shown.ci_low), _blank(shown.ci_high), diff.n]
+                row += ["", "", ""] if test is None else [_blank(test.p_value), _blank(test.p_holm),
+                                                          _blank(test.p_exact)]
             row += [group.n_failed, group.n_missing, ";".join(str(s) for s in group.seeds)]
             row += [
                 "true" if group is summary.baseline else "false",

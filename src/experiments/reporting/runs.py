@@ -71,6 +71,10 @@ class RunResult:
     gradient_flow: GradientFlow | None = None
     tags: list[str] = field(default_factory=list)
     debug: str | None = None  # what made it a debug run (debug=fdr, trainer.fast_dev_run...): left out by default
+    #: test images behind the test metrics (``test_count``, else the confusion matrix's total): a run's own noise
+    test_count: int | None = None
+    #: classes of the task (``class_names``, else the confusion matrix's size): chance accuracy is 1/num_classes
+    num_classes: int | None = None
 
     @property
     def completed(self) -> bool:
@@ -223,6 +227,34 @@ def _load_gradient_flow(raw: Any) -> GradientFlow | None:
     return GradientFlow(layers=layers, grad_norm=[_as_float(v) for v in norms])
 
 
+def _confusion(data: dict[str, Any]) -> list[list[Any]] | None:
+    matrix = read(data, "confusion_matrix")
+    if isinstance(matrix, list) and matrix and all(isinstance(row, list) for row in matrix):
+        return matrix
+    return None
+
+
+def _load_test_count(data: dict[str, Any]) -> int | None:
+    """The recorded ``test_count``; for runs from before it, the confusion matrix's total (the same number)."""
+    count = _as_int(read(data, "test_count"))
+    if count is not None:
+        return count if count > 0 else None
+    matrix = _confusion(data)
+    cells = [_as_int(cell) for row in matrix or [] for cell in row]
+    if not cells or any(cell is None for cell in cells):
+        return None
+    total = sum(cells)  # type: ignore[arg-type]
+    return total if total > 0 else None
+
+
+def _load_num_classes(data: dict[str, Any]) -> int | None:
+    names = _as_str_list(read(data, "class_names"))
+    if names:
+        return len(names)
+    matrix = _confusion(data)
+    return len(matrix) if matrix else None
+
+
 def _classify(data: dict[str, Any], metrics: dict[str, float]) -> tuple[Status, str | None]:
     status = read(data, "status")
     if status == "completed":
@@ -298,6 +330,8 @@ def load_run(path: Path) -> RunResult:
         gradient_flow=_load_gradient_flow(read(data, "gradient_flow")),
         tags=_as_str_list(read(data, "tags")) or [],
         debug=str(read(data, "debug")) if read(data, "debug") else None,
+        test_count=_load_test_count(data),
+        num_classes=_load_num_classes(data),
     )
 
 

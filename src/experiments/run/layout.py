@@ -10,6 +10,8 @@ A run dir is self-describing (the report, ``evaluate`` and ``resume`` need nothi
       checkpoints/averaged.ckpt           the final averaged weights (callbacks ema or swa), the ones tested
       evaluation-<ckpt>.json              written by python -m experiments.evaluate
       probe.json                          the linear probe of the encoder (probe=true, or evaluate --probe)
+      test_per_image.json                 segmentation: each test image's per-class intersection and union (the
+                                          report's per-image bootstrap of test mIoU)
       pretrain/                           pretrain=autoencoder: the unsupervised run this run's encoder starts from
       tensorboard/<run name>/ csv/        logger output (the TensorBoard run named by its overrides, naming.py)
       figures/<tag>/step_<n>.png          every image a diagnostic or task logs, whatever the logger
@@ -51,6 +53,8 @@ PROFILER, PROFILE = "profiler", "profile"
 #: the linear probe's result (run/probe.py) and the nested pre-training run's folder (run/pretrain.py)
 PROBE = "probe.json"
 PRETRAINING = "pretrain"
+#: a segmentation run's per-test-image intersections and unions by class (JSON, read back without pickle)
+PER_IMAGE = "test_per_image.json"
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,11 @@ class RunDir:
     def probe(self) -> Path:
         """The linear probe of the run's encoder: accuracies, feature size, solver (``run/probe.py``)."""
         return self.root / PROBE
+
+    @property
+    def per_image(self) -> Path:
+        """Each test image's per-class pixel intersection and union (segmentation), for the report's bootstrap."""
+        return self.root / PER_IMAGE
 
     @property
     def pretraining(self) -> RunDir:

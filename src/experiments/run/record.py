@@ -232,6 +232,7 @@ class RunRecord:
             step = self._trainer.global_step if self._trainer is not None else None
             for logger in loggers:  # TensorBoard's HParams, CSV's hparams.yaml, MLflow's params
                 log_hparams(logger, hparams, final, swept, step)
+            self._write_per_image()
             self._write()
         return self.payload
 
@@ -263,6 +264,14 @@ class RunRecord:
                 self.add(**{name: value})
             except schema.UnknownField as err:
                 log.error("%s", err)
+
+    def _write_per_image(self) -> None:
+        """The task's per-test-image counts (a segmentation run's intersections and unions) beside metrics.json, as
+        ``test_per_image.json``: too long for the record, and what the report's per-image bootstrap of mIoU needs."""
+        task = getattr(self._trainer, "lightning_module", None)
+        result = task.per_image_result() if hasattr(task, "per_image_result") else None
+        if result:
+            write_json(self.dir.per_image, result)
 
     def _wall_time(self) -> float:
         return round(self._earlier_wall_time + time.perf_counter() - self._clock, 2)

@@ -97,6 +97,8 @@ class MetricsJson:
     per_class: dict[str, dict[str, float]] | None = _field("test metric -> {class name: value}", "end")
     confusion_matrix: list[list[int]] | None = _field("test-split confusion matrix, rows true class, columns "
                                                       "predicted, in class_names order", "end")
+    test_count: int | None = _field("test images the test metrics were measured on (all ranks together); the "
+                                    "report's per-run Wilson interval of test accuracy is taken from it", "end")
     # -- summary: what callbacks contribute (their run_summary()), at the end however the run ends
     history: dict[str, list[Any]] | None = _field("per-epoch curves: epoch, step and every train/ and val/ metric",
                                                   "summary")

@@ -87,5 +87,10 @@ class ClassificationTask(Task):
                 logged.parent.rmdir()
 
     def run_summary(self) -> dict[str, Any]:
-        """``per_class``, ``confusion_matrix`` and ``class_names`` of the last test split, for ``metrics.json``."""
-        return classification_summary(*self.test_result) if self.test_result is not None else {}
+        """``per_class``, ``confusion_matrix``, ``class_names`` and ``test_count`` (the matrix's total: the images
+        the test accuracy is a proportion of, which the report's Wilson interval needs) of the last test split, for
+        ``metrics.json``."""
+        if self.test_result is None:
+            return {}
+        names, matrix = self.test_result
+        return {**classification_summary(names, matrix), "test_count": int(sum(map(sum, matrix)))}

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
+from torchmetrics.aggregation import SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from experiments.analysis.per_class import segmentation_summary
@@ -66,9 +67,13 @@ class SegmentationTask(Task):
         super().__init__(network, loss, optimizer, scheduler)
         self.class_names = list(class_names) if class_names is not None else None
         self.test_iou = MulticlassJaccardIndex(num_classes, average="none", ignore_index=ignore_index)
+        self.test_images = SumMetric()  # summed over DDP ranks: the test count metrics.json records
+        #: each test image's per-class intersection and union, in test order (one process only; see per_image_result)
+        self._per_image: list[torch.Tensor] = []
         self._samples_logged = False
         #: the last test split's class names and per-class IoU; None until a test epoch ends
         self.test_result: tuple[list[str], list[float]] | None = None
+        self.test_count: int | None = None
 
     def build_metrics(self) -> MetricCollection:
         return MetricCollection({
@@ -92,6 +97,8 @@ class SegmentationTask(Task):
     def after_step(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, split: str) -> None:
         if split == "test":
             self.test_iou.update(logits.detach(), y)
+            self.test_images.update(torch.tensor(float(y.shape[0]), device=y.device))
+            self._per_image.append(per_image_counts(logits.detach().argmax(dim=1), y, self.num_classes).cpu())
         elif split == "val" and not self._samples_logged:
             # the val loader is not shuffled, so its first batch is the same fixed samples every epoch
             self._samples_logged = True
@@ -108,12 +115,44 @@ class SegmentationTask(Task):
         image = (grid.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
         log_image(self.trainer, "val/samples", image, self.global_step)
 
+    def on_test_epoch_start(self) -> None:
+        self._per_image = []
+        self.test_images.reset()
+
     def on_test_epoch_end(self) -> None:
         ious = self.test_iou.compute()
         self.log_dict({f"test/iou_{name}": iou for name, iou in zip(self.names(), ious, strict=True)})
         self.test_iou.reset()
         self.test_result = (self.names(), ious.tolist())
+        self.test_count = int(self.test_images.compute().item())
+        self.test_images.reset()
 
     def run_summary(self) -> dict[str, Any]:
-        """``per_class`` (each class's test IoU) and ``class_names``, for ``metrics.json``."""
-        return segmentation_summary(*self.test_result) if self.test_result is not None else {}
+        """``per_class`` (each class's test IoU), ``class_names`` and ``test_count`` (test images), for
+        ``metrics.json``."""
+        if self.test_result is None:
+            return {}
+        return {**segmentation_summary(*self.test_result), "test_count": self.test_count}
+
+    def per_image_result(self) -> dict[str, Any] | None:
+        """Each test image's per-class pixel intersection and union (``test_per_image.json``), from which the report
+        bootstraps the run's test mIoU over images.  None before a test epoch, and under DDP, where each process
+        holds only its own shard of the images (and the sampler's padding repeats some)."""
+        if not self._per_image or self.trainer.world_size > 1:
+            return None
+        counts = torch.cat(self._per_image)  # (images, 2, classes)
+        return {"class_names": self.names(), "intersection": counts[:, 0].tolist(), "union": counts[:, 1].tolist()}
+
+
+def per_image_counts(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, 2, C) int64: for each image and class, pixels predicted *and* labelled as the class (intersection) and
+    pixels predicted *or* labelled as it (union), over the labelled pixels only (a target outside the classes, VOC's
+    255 ``ignore_index``, counts in neither, as in the mIoU metric).  Summed over images they give the IoU."""
+    n = targets.shape[0]
+    valid = (targets >= 0) & (targets < num_classes)
+    image = torch.arange(n, device=targets.device).view(n, 1, 1).expand_as(targets)
+    cells = (image * num_classes + targets.long()) * num_classes + preds.long()
+    confusion = torch.bincount(cells[valid], minlength=n * num_classes * num_classes).view(n, num_classes, num_classes)
+    intersection = confusion.diagonal(dim1=1, dim2=2)
+    union = confusion.sum(dim=1) + confusion.sum(dim=2) - intersection
+    return torch.stack([intersection, union], dim=1)

@@ -1,0 +1,2 @@
+"""The project's seed sweeper for Hydra (``hydra/sweeper=seeds``): adds seeds until comparisons resolve; see
+:mod:`.sweeper`."""
