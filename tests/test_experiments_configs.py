@@ -29,7 +29,7 @@ GRIDS = {
     "activation_zoo": {"activation": {"relu", "gelu", "sigmoid"}, "model.arch": {"resnet18", "mobilenet_v3_small"}},
 }
 OPTUNA = "optuna_lr_wd_width"
-#: CPU budget of a default grid point: "finishes on a 2-core CPU in minutes" (measured times: README)
+#: CPU budget of a default grid point: "finishes on a 2-core CPU in minutes"
 MAX_TRAIN_IMAGES, MAX_EPOCHS = 5000, 6
 
 
