@@ -151,3 +151,39 @@ def test_training_from_a_bad_ckpt_path_stops_before_training(trained_run, make_c
     with pytest.raises(CheckpointError, match="truncated"):
         train(cfg)
     assert not (tmp_path / "branch" / "checkpoints").exists()
+
+
+def test_a_bad_checkpoints_hint_names_only_files_that_exist(tmp_path: Path) -> None:
+    """A run that kept no best.ckpt is not told to use one: the fix names the checkpoints beside the bad file that
+    exist (last first), or none."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    best = folder / "best.ckpt"
+    best.write_bytes(b"")  # a save that never completed
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(best)
+    alone = _sentence(err, best)
+    assert alone.endswith("the file is empty (its save never completed); re-create it (train again, or copy a "
+                          "complete file again).")
+    (folder / "last.ckpt").write_bytes(b"PK\x03\x04 a checkpoint's first bytes")
+    (folder / "best-epoch003.ckpt").write_bytes(b"PK")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(best)
+    assert _sentence(err, best).endswith(f"or use {folder / 'last.ckpt'} or {folder / 'best-epoch003.ckpt'} instead.")
+    missing = folder / "averaged.ckpt"
+    with pytest.raises(CheckpointError) as err:  # a name that does not exist: the ones that do
+        load_checkpoint(missing)
+    assert _sentence(err, missing).endswith(f"no such file; point it at {folder / 'last.ckpt'} or "
+                                            f"{folder / 'best-epoch003.ckpt'}.")
+
+
+def test_a_weights_only_file_points_at_last_ckpt_only_if_it_exists(tmp_path: Path) -> None:
+    weights = {"state_dict": {}, "pytorch-lightning_version": "2.6"}
+    slim = tmp_path / "averaged.ckpt"
+    with pytest.raises(CheckpointError) as err:
+        check_resumable(weights, slim)
+    assert "; start a new run without it, or evaluate this file" in str(err.value) and "last.ckpt" not in str(err.value)
+    (tmp_path / "last.ckpt").write_bytes(b"PK")
+    with pytest.raises(CheckpointError) as err:
+        check_resumable(weights, slim)
+    assert f"; continue from {tmp_path / 'last.ckpt'}, or evaluate this file" in str(err.value)

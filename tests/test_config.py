@@ -26,7 +26,10 @@ def options(group: str) -> list[str]:
 
 
 @pytest.mark.parametrize("group", GROUPS)
-def test_every_option_composes_and_validates(group: str, tmp_path) -> None:
+def test_every_option_composes_and_validates(group: str, tmp_path, monkeypatch) -> None:
+    from experiments.validation import trainer
+
+    monkeypatch.setattr(trainer, "gpu_available", lambda accelerator="gpu": True)  # trainer=gpu/ddp: sound configs
     for option in options(group):
         overrides = [f"{group}={option}"]
         if group == "model" and option == "resnet":
@@ -44,6 +47,8 @@ def test_every_option_composes_and_validates(group: str, tmp_path) -> None:
             overrides.append("model=fcn")  # segmentation data needs a segmentation model
         if group == "loss" and option.startswith("pixel_"):
             overrides.append("model=autoencoder")  # a reconstruction loss needs a model that reconstructs
+        if group == "loss" and option == "dice":
+            overrides.append("model=fcn")  # a loss of pixel regions needs a model that labels pixels
         if group == "data" and option in ("mask_folder", "voc"):  # validation reads a sample of the files
             from tests.data.mask_trees import write_mask_folder, write_voc
 

@@ -225,3 +225,40 @@ def test_a_resumed_checkpoint_is_read_and_verified_once(make_cfg, tmp_path: Path
     assert record["status"] == "completed" and record["resumed_from"] == str(last)
     assert reads.count(last) == 1, reads  # verified once, then handed to fit
     assert record["epochs"] == 2  # fit really continued from the verified state (epoch 1 -> 2)
+
+
+def test_a_bad_file_outside_a_training_batch_ends_with_the_resume_hint_when_a_checkpoint_exists(tmp_path: Path) -> None:
+    """A bad streamed file met at a validation or test batch (or under DDP) writes nothing, but when last.ckpt is
+    there (an epoch's end) the sentence still ends with how to continue; with no checkpoint yet it says nothing more."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.trainer.states import RunningStage, TrainerFn
+
+    from experiments.errors import DataFileError
+    from experiments.run.bad_data import CheckpointOnBadFile
+
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    saved: list[Path] = []
+    trainer = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.FITTING, stage=RunningStage.VALIDATING),
+                              world_size=1, save_checkpoint=lambda path, weights_only: saved.append(path))
+    callback = CheckpointOnBadFile(last)
+    callback.on_train_start(trainer, None)
+    fresh = DataFileError("/data/0042.png", "it cannot be read as an image", "re-export the file")
+    callback.on_exception(trainer, None, fresh)  # epoch 0's validation: nothing to continue from yet
+    assert str(fresh) == "/data/0042.png is invalid: it cannot be read as an image; re-export the file."
+    assert callback.run_summary() == {} and not saved
+
+    last.parent.mkdir()
+    last.write_bytes(b"PK")  # the end of an earlier epoch
+    for fn, stage, world in ((TrainerFn.FITTING, RunningStage.VALIDATING, 1), (TrainerFn.TESTING,
+                             RunningStage.TESTING, 1), (TrainerFn.FITTING, RunningStage.TRAINING, 2)):
+        trainer.state, trainer.world_size = SimpleNamespace(fn=fn, stage=stage), world
+        error = DataFileError("/data/0042.png", "it cannot be read as an image", "re-export the file")
+        callback.on_exception(trainer, None, error)
+        assert str(error) == ("/data/0042.png is invalid: it cannot be read as an image; re-export the file, then "
+                              f"continue from {last} with resume=true.")
+        assert callback.run_summary() == {"checkpoint": str(last)} and not saved  # nothing written outside training
+    trainer.state, trainer.world_size = SimpleNamespace(fn=TrainerFn.FITTING, stage=RunningStage.TRAINING), 1
+    error = DataFileError("/data/0042.png", "it cannot be read as an image", "re-export the file")
+    callback.on_exception(trainer, None, error)  # a training batch: the batches before it are saved first
+    assert saved == [last] and str(error).endswith(f"then continue from {last} with resume=true.")

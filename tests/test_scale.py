@@ -42,7 +42,10 @@ def test_scale_cpu_is_the_default_and_todays_budget() -> None:
     assert compose([]).data.train_size == 8000  # no study: scale=cpu changes nothing
 
 
-def test_scale_gpu_is_the_full_size_on_a_gpu_trainer() -> None:
+def test_scale_gpu_is_the_full_size_on_a_gpu_trainer(monkeypatch) -> None:
+    from experiments.validation import trainer
+
+    monkeypatch.setattr(trainer, "gpu_available", lambda accelerator="gpu": True)  # sound, on a machine with a GPU
     cfg = compose(["experiment=plain_vs_residual", "scale=gpu"])
     assert cfg.hydra.runtime.choices.trainer == "gpu" and cfg.trainer.precision == "bf16-mixed"
     assert (cfg.data.train_size, cfg.data.image_size, cfg.model.width, cfg.trainer.max_epochs) == (50000, 32, 16, 30)
@@ -96,9 +99,11 @@ def test_plain_vs_residual_at_scale_paper_is_he_et_al_table_6() -> None:
         assert cfg.scheduler.warmup_steps == 0
 
 
-def test_the_paper_config_validates_and_the_45k_5k_split_is_one_override(tmp_path) -> None:
+def test_the_paper_config_validates_and_the_45k_5k_split_is_one_override(tmp_path, monkeypatch) -> None:
+    from experiments.validation import trainer
     from tests.data.vision_fixtures import write_cifar10
 
+    monkeypatch.setattr(trainer, "gpu_available", lambda accelerator="gpu": True)  # scale=paper trains on a GPU
     write_cifar10(tmp_path)
     validate(compose(["experiment=plain_vs_residual", "scale=paper", "data=cifar10", f"data.root={tmp_path}"]))
     split = compose(["experiment=plain_vs_residual", "scale=paper", "data=cifar10", f"data.root={tmp_path}",

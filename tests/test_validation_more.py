@@ -6,6 +6,8 @@ built. Composing only (no training), so the whole file runs in seconds.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,9 @@ BAD_INPUTS = [
     (["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path=/nonexistent/last.ckpt", "no such file"),
     (["resume=true", "ckpt_path={file}"], "ckpt_path={file}", "already continues"),
     (["resume=true"], "resume=true", "holds no earlier run"),
+    (["loss=dice"], "loss=dice", "batch-level F1"),  # a loss of pixel regions on one label per image
+    (["model=fcn", "loss=pixel_mse"], "loss=pixel_mse", "a reconstruction loss"),
+    (["model=autoencoder", "loss=cross_entropy"], "loss=cross_entropy", "per-pixel reconstruction loss"),
 ]
 
 
@@ -50,7 +55,7 @@ def _cfg(overrides: list[str], tmp_path: Path, mode: str | None = None):
     OmegaConf.set_struct(cfg, False)
     cfg.run_dir = str(tmp_path / "fresh" / "0")
     if mode is not None:  # what Hydra's record says under the CLI
-        cfg.hydra = {"mode": mode}
+        cfg.hydra.mode = mode
     return cfg
 
 
@@ -79,15 +84,130 @@ def test_resume_in_a_sweep_needs_an_earlier_sweep(tmp_path: Path) -> None:
     validate(cfg)  # an earlier job exists: this job (never run) may start now
 
 
-def test_ddp_inside_a_sweep_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("overrides", "typed"), [
+    (["trainer=ddp_cpu"], "trainer=ddp_cpu"),  # its strategy node resolves to DDPStrategy: the option is named
+    (["trainer=ddp_cpu", "trainer.strategy=ddp"], "trainer.strategy=ddp"),  # the key typed, as typed
+])
+def test_ddp_inside_a_sweep_is_refused_naming_what_was_typed(tmp_path: Path, overrides: list[str], typed: str) -> None:
     with pytest.raises(ConfigError) as err:
-        validate(_cfg(["trainer=ddp_cpu"], tmp_path, mode="MULTIRUN"))
-    _check_sentence(err, "trainer.strategy=ddpstrategy", "re-launch the whole sweep")
+        validate(_cfg(overrides, tmp_path, mode="MULTIRUN"))
+    _check_sentence(err, typed, "re-launch the whole sweep")
+    assert "ddpstrategy" not in str(err.value)
+
+
+#: (overrides, the sentence's start, its fix): a GPU trainer where no GPU is
+NO_GPU = [
+    (["trainer=gpu"], "trainer=gpu is invalid: it trains on a GPU and this machine has none that CUDA can see; ",
+     "use trainer=cpu (or trainer.accelerator=auto, which takes a GPU where there is one)."),
+    (["trainer.accelerator=cuda"], "trainer.accelerator=cuda is invalid: it trains on a GPU ", "use trainer=cpu"),
+    (["trainer=ddp"], "trainer=ddp is invalid: it trains on every GPU and this machine has none",
+     "use trainer=ddp_cpu for DDP on the CPU, or trainer=cpu."),
+    (["experiment=plain_vs_residual", "scale=paper"],  # the trainer a scale picks: said who picked it
+     "trainer=gpu is invalid: it trains on a GPU and this machine has none that CUDA can see (scale=paper picks it); ",
+     "use trainer=cpu"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "start", "fix"), NO_GPU, ids=lambda v: str(v)[:30])
+def test_a_gpu_trainer_without_a_gpu_is_one_sentence(monkeypatch, overrides: list[str], start: str, fix: str) -> None:
+    from experiments.validation import trainer
+
+    cfg = compose(overrides)
+    monkeypatch.setattr(trainer, "gpu_available", lambda accelerator="gpu": False)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    message = str(err.value)
+    assert message.startswith(start) and fix in message and "\n" not in message
+    validate(cfg, machine=False)  # a command that trains nothing (inspect) does not ask about the machine
+    monkeypatch.setattr(trainer, "gpu_available", lambda accelerator="gpu": True)
+    validate(cfg)  # a machine with a GPU: the same config is sound
+
+
+def test_gpu_presence_is_read_without_torch(monkeypatch) -> None:
+    """What decides, torch not imported: its build (CPU-only, ROCm), CUDA_VISIBLE_DEVICES, the driver's device count;
+    an unknown answer never refuses."""
+    import sys
+
+    import torch
+
+    from experiments.validation import trainer
+
+    assert trainer._torch_build() == {"cuda": torch.version.cuda, "hip": torch.version.hip}  # version.py read as text
+    assert trainer.gpu_available() == torch.cuda.is_available()  # torch loaded: torch's own answer
+    monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.setattr(trainer, "_nvml_device_count", lambda: 1)
+    for build, visible, expected in [({"cuda": None, "hip": None}, None, False),  # a CPU-only torch
+                                     ({"cuda": None, "hip": "6.2"}, None, True),  # ROCm: only torch can tell
+                                     ({"cuda": "12.4", "hip": None}, "", False),  # every device hidden
+                                     ({"cuda": "12.4", "hip": None}, "0", True)]:
+        monkeypatch.setattr(trainer, "_torch_build", lambda build=build: build)
+        if visible is None:
+            monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        else:
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        assert trainer.gpu_available("cuda") is expected, (build, visible)
+    for count, expected in [(0, False), (2, True), (None, True)]:  # None: NVML missing but a driver is there
+        monkeypatch.setattr(trainer, "_nvml_device_count", lambda count=count: count)
+        assert trainer.gpu_available("cuda") is expected
+
+
+def test_validating_a_gpu_trainer_imports_neither_torch_nor_lightning() -> None:
+    """The check runs where ``train`` validates, before torch is imported: it must not import it itself."""
+    code = ("import sys\nfrom experiments.config import compose\nfrom experiments.validation import validate\n"
+            "from experiments.errors import ConfigError\ntry:\n    validate(compose(['trainer=gpu']))\n"
+            "except ConfigError as err:\n    print(err)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'lightning'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_zoo_architecture_is_refused_in_validation_naming_close_matches(monkeypatch) -> None:
+    from experiments.validation import model
+
+    with pytest.raises(ConfigError) as err:
+        validate(compose(["model=torchvision", "model.arch=resnet19"]))
+    message = str(err.value)
+    assert message.startswith("model.arch=resnet19 is invalid: torchvision has no classifier of that name; use "
+                              "model.arch=resnet18, ") and "lists all)." in message and "\n" not in message
+    built: list[str] = []
+    real = model._build_zoo
+    monkeypatch.setattr(model, "_build_zoo", lambda cfg, device: (built.append(device), real(cfg, device)))
+    validate(compose(["model=torchvision", "model.arch=resnet18"]))
+    assert built == ["meta"]  # a sound architecture: shapes only, nothing initialised
+    with pytest.raises(ConfigError) as err:  # one ReLU module applied to 64 and 256 channels: no per-channel PReLU
+        validate(compose(["model=torchvision", "model.arch=resnet50", "activation=prelu"]))
+    assert str(err.value).startswith("activation=prelu is invalid: torchvision resnet50's net.layer1.0.relu is one "
+                                     "module applied to 64 and 256 channels")
+    assert built == ["meta", "meta", "cpu"]  # a refusal is the CPU build's own sentence
+
+
+def test_refusals_come_before_the_config_is_printed(make_cfg, capsys, monkeypatch) -> None:
+    from experiments.train import train
+    from experiments.validation import trainer
+
+    monkeypatch.setattr(trainer, "gpu_available", lambda accelerator="gpu": False)
+    for overrides in (["trainer.accelerator=gpu"], ["model=torchvision", "model.arch=resnet19"], ["loss=dice"]):
+        with pytest.raises(ConfigError):
+            train(make_cfg(overrides))
+        printed = capsys.readouterr()
+        assert "config (compact" not in printed.out + printed.err and "model:" not in printed.out
 
 
 def test_sound_run_level_settings_pass(tmp_path: Path) -> None:
     for overrides in (["trainer=ddp_cpu"], ["trainer=ddp"], ["scheduler=step"], ["scheduler=cosine"],
-                      ["trainer.devices=auto"], ["trainer.precision=bf16-mixed"], ["ckpt_path={file}"]):
+                      ["trainer.devices=auto"], ["trainer.precision=bf16-mixed"], ["ckpt_path={file}"],
+                      ["model=fcn", "loss=dice"], ["model=fcn", "loss=mse"], ["loss=focal"]):
         validate(_cfg(overrides, tmp_path))
     total = len(BAD_INPUTS) + 2  # plus the two sweep cases above; test_config.py has twelve more
     assert total >= 20
+
+
+def test_a_missing_ckpt_path_names_the_checkpoints_beside_it(tmp_path: Path) -> None:
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / "last.ckpt").write_bytes(b"PK")
+    with pytest.raises(ConfigError) as err:
+        validate(_cfg([f"ckpt_path={folder / 'best.ckpt'}"], tmp_path))
+    _check_sentence(err, f"ckpt_path={folder / 'best.ckpt'}", "no such file")
+    assert str(err.value).endswith(f"; point ckpt_path at {folder / 'last.ckpt'}.")

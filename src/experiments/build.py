@@ -231,13 +231,15 @@ def build_trainer(cfg: DictConfig, callbacks: list, logger: Any, checkpoint: dic
     """The Lightning Trainer of ``cfg.trainer``; every checkpoint it reads goes through the safe loader, and
     ``checkpoint`` (already loaded and verified by the resume plan) is handed to ``fit`` without a second read."""
     from experiments.run.checkpoints import SafeCheckpointIO
-    from experiments.run.console import quiet_lightning_tips, without_version
+    from experiments.run.console import LogIntervalCap, quiet_lightning_tips, without_version
     from experiments.speed.settings import lightning_args
 
     profiler = build_profiler(cfg)  # debug=profiler: its report in the run dir
     quiet_lightning_tips()  # Lightning's "💡 Tip:" adverts (litlogger) at every start
     shown = overrides.get("enable_progress_bar", OmegaConf.select(cfg, "trainer.enable_progress_bar", default=True))
-    callbacks = without_version(callbacks, bool(shown))  # no logger version (v_num) on the progress bar
+    # log_every_n_steps capped by the epoch's batches (known once fit has set the data up): step values always logged;
+    # before the progress bar, so that its note is printed before the bar starts drawing
+    callbacks = without_version([*callbacks, LogIntervalCap()], bool(shown))  # no logger version (v_num) on the bar
     # the trainer node without this project's speed keys (threads, compile, ...: experiments.speed)
     return instantiate(lightning_args(cfg.trainer), callbacks=callbacks, logger=logger,
                        plugins=[SafeCheckpointIO(verified=checkpoint)],

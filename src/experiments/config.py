@@ -8,8 +8,9 @@ The YAML tree sits in the repository's ``conf/``; a wheel carries a copy inside 
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -41,6 +42,46 @@ def group_options(group: str) -> tuple[str, ...]:
     (``tests/test_options.py``), so a new option is one YAML file plus one registry entry.
     """
     return tuple(sorted(p.stem for p in (conf_dir() / group).glob("*.yaml")))
+
+
+def option_overrides(group: str, option: str) -> dict[str, str]:
+    """Group -> option that ``conf/<group>/<option>.yaml`` picks in another group through its defaults list
+    (``model=fcn``: ``{"data": "shapes_seg", "upsampling": "transposed"}``); empty for an option without such lines."""
+    path = conf_dir() / group / f"{option}.yaml"
+    return dict(_option_overrides(path, path.stat().st_mtime_ns)) if path.is_file() else {}
+
+
+@functools.lru_cache(maxsize=64)
+def _option_overrides(path: Path, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    """:func:`option_overrides`, read once per version of the file."""
+    node = OmegaConf.load(path)
+    found = []
+    for entry in (node.get("defaults") if isinstance(node, DictConfig) else None) or []:
+        if OmegaConf.is_dict(entry):
+            for key, value in OmegaConf.to_container(entry, resolve=False).items():
+                words = str(key).split()
+                if len(words) == 2 and words[0] == "override" and value is not None:
+                    found.append((words[1].strip("/").split("@")[0], str(value)))
+    return tuple(found)
+
+
+def set_by(choices: Mapping[str, Any], typed: Sequence[str] = ()) -> dict[str, str]:
+    """Group -> the choice that picked its option (``{"upsampling": "model=fcn"}``), for every group whose option
+    came from another option's defaults list (``override /upsampling: transposed`` in ``conf/model/fcn.yaml``) and
+    was not typed on the command line (``typed``: the overrides). Said where a choice is shown or refused, so a
+    default that one choice changes in another group is never a silent one. An experiment, applied after the
+    model, is credited when both pick the same option."""
+    chosen = {str(g): str(o) for g, o in choices.items() if o is not None and "@" not in str(g)}
+    typed_groups = {override_key(o).lstrip("~") for o in typed if "." not in override_key(o)}
+    found: dict[str, str] = {}
+    for group in sorted(chosen, key=lambda g: g == "experiment"):  # the experiment last: it wins in Hydra too
+        option = chosen[group]
+        if option in ("None", "null") or option.startswith("["):
+            continue
+        for target, picked in option_overrides(group, option).items():
+            if target not in typed_groups and chosen.get(target) == picked:
+                found[target] = f"{group}={option}"
+    return found
 
 
 def hydra_error_line(error: Exception) -> str:

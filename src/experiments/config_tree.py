@@ -114,24 +114,31 @@ def compact_lines(cfg: DictConfig, choices: Mapping[str, str] | None = None,
     """The compact view: headline groups, groups that differ from the defaults (with the default), the other
     overrides, where the run starts from, and the run dir. ``choices``/``overrides`` default to Hydra's record
     (a resumed run passes its own, from its record)."""
-    from experiments.config import conf_dir
+    from experiments.config import conf_dir, set_by
     from experiments.naming import default_choices, override_key, recordable, task_overrides
 
     chosen = dict(choices) if choices is not None else _choices(cfg)
     typed = list(overrides) if overrides is not None else task_overrides(cfg)
     defaults = {group: None if option is None else option.replace("'", "")  # a list group's: [tensorboard, csv]
                 for group, option in default_choices(conf_dir() / "train.yaml").items()}
+    picked = set_by(chosen, typed)  # upsampling=transposed because model=fcn picks it: said, not silent
+
+    def shown(group: str, option: Any) -> str:
+        notes = [f"set by {picked[group]}"] if group in picked else []
+        default = defaults.get(group)
+        if default is not None and not _same(option, default):
+            notes.append(f"default {default}")
+        return f"{option}  ({', '.join(notes)})" if notes else str(option)
+
     rows: list[tuple[str, str]] = []
     for group in HEADLINE:
         if chosen.get(group) is not None:
-            default = defaults.get(group)
-            rows.append((group, chosen[group] + ("" if _same(chosen[group], default) else f"  (default {default})")))
+            rows.append((group, shown(group, chosen[group])))
     for group, option in chosen.items():
         if group in HEADLINE or "@" in group or option is None or str(option) in ("None", "null"):
             continue  # (budget@_global_: a package's values that follow from the choices, not one of them)
-        default = defaults.get(group)
-        if not _same(option, default):
-            rows.append((group, f"{option}  (default {default})" if default is not None else str(option)))
+        if not _same(option, defaults.get(group)) or group in picked:
+            rows.append((group, shown(group, option)))
     others = [o for o in recordable(typed) if override_key(o).lstrip("~") not in chosen]  # not shown above
     if others:
         rows.append(("overrides", "  ".join(others)))

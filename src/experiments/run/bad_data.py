@@ -6,8 +6,10 @@ metric moved for it; :class:`CheckpointOnBadFile` then writes ``checkpoints/last
 state (with ``run/state.py``'s mid-epoch extras), adds "then continue from <last.ckpt> with resume=true" to
 the error's sentence, and lets the run fail (``metrics.json``: status failed, that sentence, the checkpoint).
 Once the file is fixed, ``resume=true`` continues at the batch that failed, bit-identical to a run that never
-met the bad file. Under DDP nothing is written (a checkpoint is a collective the other ranks are not in);
-the epoch-end ``last.ckpt`` remains.
+met the bad file. A bad file met anywhere else (a validation or test batch, under DDP, where nothing is written: a
+checkpoint is a collective the other ranks are not in, or the setup of a resumed run) ends with the same hint
+whenever a ``last.ckpt`` is already there (the last epoch's end), since ``resume=true`` continues from it; only a
+run with no checkpoint yet (a fresh run's setup) ends without one, as it simply starts again.
 """
 
 from __future__ import annotations
@@ -37,10 +39,15 @@ class CheckpointOnBadFile(Callback):
         self._in_training = False
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        training = trainer.state.fn == TrainerFn.FITTING and trainer.state.stage == RunningStage.TRAINING
-        if not isinstance(exception, DataFileError) or not (self._in_training and training) or trainer.world_size > 1:
+        if not isinstance(exception, DataFileError) or exception.checkpoint is not None:
             return
-        trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
+        training = trainer.state.fn == TrainerFn.FITTING and trainer.state.stage == RunningStage.TRAINING
+        if self._in_training and training and trainer.world_size == 1:
+            trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
+        elif not self.checkpoint_path.is_file():
+            return  # nothing to continue from (a fresh run's setup): the fixed run starts over
+        # else a validation or test batch, DDP, or a resumed run's setup: resume=true continues from the last.ckpt
+        # already there (the epoch's end, or where the resumed run stood), so the sentence still says how
         exception.saved(self.checkpoint_path)
         self.saved = self.checkpoint_path
 

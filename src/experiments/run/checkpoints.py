@@ -41,9 +41,31 @@ LIGHTNING_KEYS = ("state_dict", "pytorch-lightning_version")
 RESUME_KEYS = ("loops", "optimizer_states", "lr_schedulers", "callbacks", "epoch", "global_step")
 
 
+def other_checkpoints(path: Path) -> list[Path]:
+    """The non-empty ``.ckpt`` files beside ``path`` (the same folder, ``path`` itself left out), ``last.ckpt`` first,
+    then ``best*``, ``averaged.ckpt`` and the rest by name: what a hint may point at, because they exist."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        found = [p for p in folder.glob("*.ckpt") if p.is_file() and p.stat().st_size > 0 and p != path]
+    except OSError:
+        return []
+    rank = {"last": 0, "best": 1, "averaged": 2}
+    return sorted(found, key=lambda p: (rank.get(p.stem.split("-")[0], 3), p.name))
+
+
+def _use_instead(path: Path) -> str:
+    """``, or use <existing files> instead`` for a fix; empty when no other checkpoint exists (never a guess)."""
+    others = other_checkpoints(path)
+    if not others:
+        return ""
+    shown = [str(p) for p in others[:3]] + ([f"{len(others) - 3} more in {path.parent}"] if len(others) > 3 else [])
+    return f", or use {' or '.join(shown)} instead"
+
+
 def _default_fix(path: Path) -> str:
-    return (f"re-create it (train again, or resume from {path.parent / 'best.ckpt'} or another good copy) "
-            "and check that the copy was complete")
+    """Re-create the file; and only if some exist, the other checkpoints beside it (a run that kept no other copy
+    is not told to resume from a ``best.ckpt`` that was never written)."""
+    return f"re-create it (train again, or copy a complete file again){_use_instead(path)}"
 
 
 def _refused_global(err: Exception) -> str:
@@ -57,9 +79,13 @@ def _read_archive(path: Path, map_location: Any, key: str, expected: str, exampl
     """Unpickle a ``torch.save`` archive weights-only after the file checks of the module docstring; ``expected``
     names what the file should be and ``example`` is such a file, for the fixes of the messages."""
     if not path.exists():
-        raise CheckpointError(path, "no such file", f"point it at an existing file, e.g. {example}", key)
+        here = [str(p) for p in other_checkpoints(path)[:3]] if path.parent.is_dir() else []
+        raise CheckpointError(path, "no such file", f"point it at {' or '.join(here)}" if here else
+                              f"point it at an existing file, e.g. {example}", key)
     if not path.is_file():
-        raise CheckpointError(path, "it is a directory, not a file", f"name a file inside it, e.g. {example}", key)
+        inside = [str(p) for p in other_checkpoints(path)[:3]]
+        raise CheckpointError(path, "it is a directory, not a file", f"name a file inside it, e.g. "
+                              f"{' or '.join(inside) if inside else example}", key)
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(path, "the file is empty (its save never completed)", _default_fix(path), key)
@@ -154,9 +180,11 @@ def check_resumable(checkpoint: Mapping[str, Any], path: str | Path, key: str = 
     """Raise unless the checkpoint carries the optimiser, schedule and loop state that training continues from."""
     absent = [k for k in RESUME_KEYS if k not in checkpoint]
     if absent:
+        last = Path(path).parent / "last.ckpt"
+        start = f"continue from {last}" if last.is_file() and last != Path(path) else "start a new run without it"
         raise CheckpointError(path, f"it holds weights only (no {', '.join(absent[:3])}), so training cannot "
-                              "continue from it", "resume from <run dir>/checkpoints/last.ckpt, or evaluate this "
-                              "file with python -m experiments.evaluate", key)
+                              f"continue from it", f"{start}, or evaluate this file with python -m "
+                              "experiments.evaluate", key)
 
 
 def verify_resumable(path: str | Path, module: nn.Module, key: str = "ckpt_path") -> dict[str, Any]:

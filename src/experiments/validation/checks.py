@@ -96,6 +96,43 @@ def chosen_option(cfg: DictConfig, group: str, fallback: str) -> str:
     return str(choices.get(group) or fallback)
 
 
+def _choices(cfg: DictConfig) -> dict[str, Any]:
+    """Hydra's record of the group choices (composed config, else the live CLI's), empty without one."""
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None)
+    if choices is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    return dict(choices)
+
+
+def as_typed(cfg: DictConfig, group: str, keys: Iterable[str], value: Any) -> tuple[str, Any, str]:
+    """``(key, value, note)`` naming a setting the way the user made it, for a refusal's sentence: the last
+    command-line override of one of ``keys`` (``trainer.strategy=ddp``), else the option of ``group`` that carries
+    it (``trainer=ddp_cpu``, not the ``ddpstrategy`` its node resolves to), else ``keys``' first with ``value``.
+    ``note`` says which choice picked the group's option when the user did not type it (``" (scale=gpu picks
+    it)"``), empty otherwise."""
+    from experiments.config import set_by
+    from experiments.naming import override_key, override_value, recordable
+
+    typed = OmegaConf.select(cfg, "hydra.overrides.task", default=None)
+    if typed is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        typed = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    typed = recordable([str(o) for o in typed])
+    keys = tuple(keys)
+    for override in reversed(typed):
+        if override_key(override) in keys:
+            return override_key(override), override_value(override), ""
+    choices = _choices(cfg)
+    option = choices.get(group)
+    if option is None:
+        return keys[0], value, ""
+    picked = set_by(choices, typed).get(group)
+    return group, option, f" ({picked} picks it)" if picked else ""
+
+
 def is_pretraining(cfg: DictConfig) -> bool:
     """``pretrain=autoencoder`` (a ``pretrain.model`` to train first); ``pretrain=none`` has none."""
     node = cfg.get("pretrain")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from experiments.errors import ConfigError
 from experiments.specs import (
     ENCODER_MODELS,
     FCN_VARIANTS,
@@ -23,6 +24,9 @@ from experiments.validation.registry import rule
 
 #: models with a decoder (they read the upsampling group): where max-unpooling has pools to undo
 _DECODER_MODELS = tuple(option for option, spec in MODELS.items() if "upsampling" in spec.groups)
+#: losses of pixel regions (their sums run over every pixel of a class), for segmentation only: on classification
+#: they would sum over the images of a batch (what each task takes, and why: README "Config groups", loss row)
+PIXEL_REGION_LOSSES = ("DiceLoss",)
 #: the standard architectures (models/zoo.py: torchvision's and timm's, their layers swapped by the groups)
 _ZOO_MODELS = tuple(option for option, spec in MODELS.items() if spec.builder.startswith("experiments.models.zoo."))
 
@@ -30,7 +34,8 @@ _ZOO_MODELS = tuple(option for option, spec in MODELS.items() if spec.builder.st
 @rule("model")
 def _check_task(cfg: DictConfig) -> None:
     """A per-pixel model needs per-pixel masks and a per-image model needs labels; an autoencoder takes any data
-    (labels unused) and a reconstruction loss, which only it takes."""
+    (labels unused) and a reconstruction loss, which only it takes; Dice, a loss of pixel regions, is for the
+    per-pixel models only. Each task's losses and why are in the README's group table (the ``loss`` row)."""
     task = OmegaConf.select(cfg, "data.task", default="classification")
     registered = model_option(cfg)
     option = registered or model_kind(cfg).lower()
@@ -40,18 +45,24 @@ def _check_task(cfg: DictConfig) -> None:
                 f"model={option} reconstructs its input image, which needs a per-pixel reconstruction loss",
                 f"use {' or '.join(f'loss={name}' for name in RECONSTRUCTION_LOSSES.values())}")
         return
+    others = "mse, focal, dice" if predicts(registered) == "segmentation" else "mse, focal"
     require(loss_cls not in RECONSTRUCTION_LOSSES, "loss", RECONSTRUCTION_LOSSES.get(loss_cls),
             f"a reconstruction loss compares an output image with the input, and model={option} predicts classes",
-            "use loss=cross_entropy (or mse, focal, dice), or model=autoencoder to reconstruct")
+            f"use loss=cross_entropy (or {others}), or model=autoencoder to reconstruct")
     if predicts(registered) == "segmentation":
         require(task == "segmentation", "data.task", task,
                 f"model={option} predicts a class for every pixel and needs per-pixel masks",
                 f"use data=shapes_seg (model={option} picks it when no data= is given)")
         return
+    segmenters = ' or '.join(f'model={o}' for o in MODELS if predicts(o) == 'segmentation')
     require(task != "segmentation", "data.task", task,
             f"model={option} predicts one class per image, not a labelled map",
-            f"use {' or '.join(f'model={o}' for o in MODELS if predicts(o) == 'segmentation')} for segmentation, "
-            "or data=shapes for classification")
+            f"use {segmenters} for segmentation, or data=shapes for classification")
+    require(loss_cls not in PIXEL_REGION_LOSSES, "loss", chosen_option(cfg, "loss", loss_cls),
+            f"Dice scores the overlap of predicted and labelled pixel regions (it tracks mean IoU, the segmentation "
+            f"score), and with one label per image its sums run over the batch, so model={option} would be trained "
+            "on a batch-level F1 instead of each image's class",
+            f"use loss=cross_entropy, mse or focal, or {segmenters} to segment with Dice")
 
 
 @rule("model", models=ENCODER_MODELS)
@@ -154,9 +165,8 @@ def _check_unpool(cfg: DictConfig) -> None:
 
 @rule("model", models=_ZOO_MODELS)
 def _check_zoo(cfg: DictConfig) -> None:
-    """A standard architecture (models/zoo.py): a name, groups it can keep, a local weights file, no maxout.
-
-    The name itself is checked when the model is built (knowing torchvision's or timm's list needs torch)."""
+    """A standard architecture (models/zoo.py): a name, groups it can keep, a local weights file, no maxout; all
+    without torch. The name itself and what the architecture takes are :func:`_check_zoo_architecture`'s."""
     model, option = cfg.model, model_option(cfg)
     arch = model.get("arch")
     require(isinstance(arch, str) and bool(arch), "model.arch", arch, f"model={option} builds an architecture by "
@@ -182,3 +192,72 @@ def _check_zoo(cfg: DictConfig) -> None:
 
         require(importlib.util.find_spec("timm") is not None, "model", option, "the timm package is not installed",
                 "install it with pip install 'experiments[timm]'")
+
+
+#: where each standard-architecture option's names come from, for the refusal of an unknown ``model.arch``
+_ZOO_LISTS = {"torchvision": "torchvision.models.list_models(module=torchvision.models)", "timm": "timm.list_models()"}
+
+
+def zoo_architectures(option: str) -> list[str]:
+    """Every architecture name ``model=<option>`` builds (importing torchvision or timm, hence torch)."""
+    if option == "timm":
+        import timm
+
+        return list(timm.list_models())
+    import torchvision
+
+    return list(torchvision.models.list_models(module=torchvision.models))
+
+
+@rule("model", models=_ZOO_MODELS)
+def _check_zoo_architecture(cfg: DictConfig) -> None:
+    """The architecture exists and takes the run's choices, answered before the config is printed: an unknown name
+    (with its close matches), an image size it cannot take, a per-channel activation on a module it applies to two
+    widths, builder arguments it refuses (``models/zoo.py`` raises each as one sentence).
+
+    Needs torch and the library, which a zoo run imports next anyway. The network is built on PyTorch's meta device
+    (shapes only: no memory, no initialisation; seconds saved on VGG's 120 M parameters) and, only where that cannot
+    tell (a refusal, or a library step that needs real numbers), once more on the CPU, whose answer is the one given.
+    The run's own network is built later from the seeded generator, so this build changes nothing it draws."""
+    import difflib
+
+    option = model_option(cfg)
+    arch = str(cfg.model.arch)
+    names = zoo_architectures(option)
+    if arch not in names:
+        close = difflib.get_close_matches(arch, names, n=3, cutoff=0.75)
+        every = _ZOO_LISTS[option]
+        fix = f"use model.arch={listing(close, 'or')} ({every} lists all)" if close else \
+            f"use one of {every}, e.g. model.arch=resnet18"
+        raise ConfigError("model.arch", arch, f"{option} has no {'model' if option == 'timm' else 'classifier'} of "
+                          "that name", fix)
+    try:
+        _build_zoo(cfg, "meta")
+    except Exception:  # a refusal (confirmed on the CPU), or a step meta tensors cannot take (.item() in timm)
+        try:
+            _build_zoo(cfg, "cpu")
+        except ConfigError:
+            raise
+        except Exception:  # not a choice the user made: the run's own build reports it as it comes
+            return
+
+
+def _build_zoo(cfg: DictConfig, device: str) -> None:
+    """The zoo network as ``build.build_network`` makes it (the layer factories of its groups, the model's keys),
+    without initialisation or weights file, on ``device``."""
+    import inspect
+    import warnings
+
+    import torch
+    from hydra.utils import get_class, instantiate
+
+    factories = {"activation": "act_layer", "pooling": "pool_layer", "norm": "norm_layer"}
+    node = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(node, dict)
+    model_cls = get_class(str(node.pop("_target_")))
+    accepted = inspect.signature(model_cls).parameters
+    node["weights"] = None  # loaded after the build, by the run (run/checkpoints.py)
+    parts = {param: instantiate(cfg[group]) for group, param in factories.items() if group in cfg}
+    with torch.device(device), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the library's notices (inception's init) come with the run's own build
+        model_cls(**{k: v for k, v in {**node, **parts}.items() if k in accepted})

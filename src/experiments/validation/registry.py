@@ -23,7 +23,8 @@ Adding a rule::
 
 A rule takes the composed config, returns None when it is sound and raises ``ConfigError(key, value, problem, fix)``
 (``checks.require`` builds it) otherwise; it stays torch-free (OmegaConf, the standard library, ``specs``/``config``;
-a file check may import a torch-free reader lazily). A new module of rules is imported once by
+a file check may import a torch-free reader lazily; the one exception, a standard architecture built on the meta
+device, imports torch inside its rule, for those models only). A new module of rules is imported once by
 ``validation/__init__.py``, which is what registers its rules. A group not yet in :data:`GROUPS` is added there, at the
 place in the order where its rules should run.
 """
@@ -64,11 +65,13 @@ GROUPS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Rule:
-    """One registered check: its group, the function, and the model options it is limited to (None: every config)."""
+    """One registered check: its group, the function, the model options it is limited to (None: every config), and
+    whether it asks about this machine rather than the config (a GPU for ``trainer=gpu``)."""
 
     group: str
     check: Check
     models: frozenset[str] | None = None
+    machine: bool = False
 
     @property
     def name(self) -> str:
@@ -82,8 +85,10 @@ class Rule:
 _RULES: dict[str, Rule] = {}  # by qualified name, in registration order: a rule is registered once
 
 
-def rule(group: str, *, models: Iterable[str] | None = None) -> Callable[[Check], Check]:
-    """Register the decorated function as a rule of ``group``; with ``models``, only for those model options.
+def rule(group: str, *, models: Iterable[str] | None = None, machine: bool = False) -> Callable[[Check], Check]:
+    """Register the decorated function as a rule of ``group``; with ``models``, only for those model options; with
+    ``machine``, a question about the machine the run would train on, which a command that trains nothing
+    (``inspect``) skips.
 
     Refuses (``ValueError``, a programming mistake, not a user's) a group missing from :data:`GROUPS` and a model
     option missing from ``specs.MODELS``. The function is returned unchanged, so a rule can also be called directly
@@ -97,7 +102,7 @@ def rule(group: str, *, models: Iterable[str] | None = None) -> Callable[[Check]
         raise ValueError(f"rule for unknown model options {unknown}: the options are {sorted(MODELS)}")
 
     def register(check: Check) -> Check:
-        entry = Rule(group, check, limited)
+        entry = Rule(group, check, limited, machine)
         _RULES.pop(entry.name, None)  # a reloaded module replaces its rules instead of adding them twice
         _RULES[entry.name] = entry
         return check
@@ -113,9 +118,10 @@ def registered(group: str | None = None) -> list[Rule]:
     return [entry for entry in ordered if group is None or entry.group == group]
 
 
-def run_rules(cfg: DictConfig) -> None:
-    """Every rule that applies to ``cfg``'s model, in order; the first ``ConfigError`` propagates."""
+def run_rules(cfg: DictConfig, machine: bool = True) -> None:
+    """Every rule that applies to ``cfg``'s model, in order (without the ``machine`` rules when ``machine`` is
+    False); the first ``ConfigError`` propagates."""
     option = model_option(cfg)
     for entry in registered():
-        if entry.applies(option):
+        if entry.applies(option) and (machine or not entry.machine):
             entry.check(cfg)

@@ -60,7 +60,10 @@ def _check_resume(cfg: DictConfig) -> None:
         require(not resume, "ckpt_path", ckpt, "resume=true already continues the run dir's own last checkpoint",
                 "drop ckpt_path, or drop resume=true to start from this checkpoint in a new run dir")
         path = Path(str(ckpt))
+        folder = path if path.is_dir() else path.parent
+        here = sorted(str(p) for p in folder.glob("*.ckpt") if p.is_file()) if folder.is_dir() else []
         require(path.is_file(), "ckpt_path", ckpt, "no such file" if not path.exists() else "it is not a file",
+                f"point ckpt_path at {' or '.join(here[:3])}" if here else  # only files that exist are named
                 "point ckpt_path at a checkpoint such as <run dir>/checkpoints/last.ckpt")
     if not resume or OmegaConf.select(cfg, "run_dir") is None:
         return

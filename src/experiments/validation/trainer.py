@@ -9,8 +9,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.errors import ConfigError
 from experiments.specs import COMPILE_MODES
 from experiments.validation.checks import (
+    as_typed,
     device_count,
     hydra_mode,
     is_int,
@@ -19,6 +21,7 @@ from experiments.validation.checks import (
     positive_int,
     require,
     strategy_name,
+    target_of,
 )
 from experiments.validation.registry import rule
 
@@ -69,10 +72,108 @@ def _check_trainer(cfg: DictConfig) -> None:
     if accel == "cpu":
         require(backend != "nccl", "trainer.strategy.process_group_backend", backend, "NCCL runs on GPUs only",
                 "use trainer.strategy.process_group_backend=gloo (as trainer=ddp_cpu does)")
-    require(hydra_mode(cfg) != "MULTIRUN", "trainer.strategy", strategy,
-            "Lightning starts the other DDP processes by re-running the command line, which inside a -m sweep "
-            "would re-launch the whole sweep", "run each DDP configuration as a single run, or sweep with "
-            "trainer=cpu / trainer=gpu")
+    if hydra_mode(cfg) == "MULTIRUN":
+        node = trainer.get("strategy")
+        keys = ("trainer.strategy._target_", "trainer.strategy") if isinstance(node, DictConfig) else \
+            ("trainer.strategy", "trainer.strategy._target_")
+        key, value, picked = as_typed(cfg, "trainer", keys, target_of(node) or strategy)
+        raise ConfigError(key, value, f"Lightning starts the other DDP processes by re-running the command line, "
+                          f"which inside a -m sweep would re-launch the whole sweep{picked}", "run each DDP "
+                          "configuration as a single run, or sweep with trainer=cpu / trainer=gpu")
+
+
+#: what ``trainer.accelerator`` takes to mean a GPU (``gpu``: CUDA, or Apple's MPS on a Mac)
+_GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+@rule("trainer", machine=True)
+def _check_gpu_present(cfg: DictConfig) -> None:
+    """A GPU trainer (``trainer=gpu``, ``trainer=ddp``, ``trainer.accelerator=gpu|cuda``) on a machine without one
+    would fail inside Lightning's Trainer with its own exception, after the config is printed and the data built.
+    Answered without importing torch (:func:`gpu_available`), the question Lightning asks first."""
+    trainer = cfg.get("trainer")
+    if not isinstance(trainer, DictConfig):
+        return
+    accel = str(trainer.get("accelerator", "auto"))
+    if accel not in _GPU_ACCELERATORS or gpu_available(accel):
+        return
+    key, value, picked = as_typed(cfg, "trainer", ("trainer.accelerator",), accel)
+    ddp = strategy_name(trainer).startswith("ddp")
+    raise ConfigError(key, value, f"it trains on {'every' if ddp else 'a'} GPU and this machine has none that CUDA "
+                      f"can see{picked}", "use trainer=ddp_cpu for DDP on the CPU, or trainer=cpu" if ddp else
+                      "use trainer=cpu (or trainer.accelerator=auto, which takes a GPU where there is one)")
+
+
+def gpu_available(accelerator: str = "gpu") -> bool:
+    """Whether ``trainer.accelerator=<accelerator>`` would find a GPU, without importing torch where it is not loaded.
+
+    Mirrors what Lightning asks (``torch.cuda.is_available()``, NVML-based as Lightning sets it): torch itself when it
+    is already imported; else False for a CPU-only build of torch (its ``version.py`` read as text), for
+    ``CUDA_VISIBLE_DEVICES`` hiding every device, and for a machine whose NVIDIA management library finds no device
+    or that has no NVIDIA driver at all. True wherever only torch could tell (an MPS Mac for ``gpu``, a ROCm build, a
+    driver without NVML), so a machine that has a GPU is never refused: Lightning decides there, as before."""
+    import os
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        mps = accelerator == "gpu" and torch.backends.mps.is_available()
+        return bool(torch.cuda.is_available() or mps)
+    if accelerator == "gpu" and sys.platform == "darwin":
+        return True
+    build = _torch_build()
+    if build.get("hip"):
+        return True
+    if not build.get("cuda"):
+        return False
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in ("", "-1"):
+        return False
+    count = _nvml_device_count()
+    return count is None or count > 0
+
+
+def _torch_build() -> dict[str, str | None]:
+    """``cuda`` and ``hip`` of the installed torch's ``version.py``, read as text (importing torch costs seconds);
+    ``{"cuda": "?"}`` when the file cannot be read, so the caller does not refuse on a guess."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("torch")
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text() if spec and spec.origin else ""
+    except OSError:
+        text = ""
+    if not text:
+        return {"cuda": "?"}
+    found = dict(re.findall(r"^(cuda|hip)\b[^=\n]*=\s*'?([^'\n]*)'?\s*$", text, re.MULTILINE))
+    return {name: None if found.get(name, "None") == "None" else found[name] for name in ("cuda", "hip")}
+
+
+def _nvml_device_count() -> int | None:
+    """NVIDIA devices as the driver's management library counts them (what torch's NVML-based check reads); 0 when
+    there is no NVIDIA driver at all (neither NVML nor the CUDA driver library loads); None when NVML is missing but
+    the driver is not, which only the CUDA runtime could answer."""
+    import ctypes
+    import sys
+
+    windows = sys.platform.startswith("win")
+    try:
+        nvml = ctypes.CDLL("nvml.dll" if windows else "libnvidia-ml.so.1")
+    except OSError:
+        try:
+            ctypes.CDLL("nvcuda.dll" if windows else "libcuda.so.1")
+        except OSError:
+            return 0
+        return None
+    count = ctypes.c_uint(0)
+    if nvml.nvmlInit_v2() != 0:  # a driver/library mismatch: torch falls back to the CUDA runtime, so do not guess
+        return None
+    try:
+        found = nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) == 0
+    finally:
+        nvml.nvmlShutdown()
+    return int(count.value) if found else None
 
 
 @rule("trainer")
