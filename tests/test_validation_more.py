@@ -211,3 +211,28 @@ def test_a_missing_ckpt_path_names_the_checkpoints_beside_it(tmp_path: Path) -> 
         validate(_cfg([f"ckpt_path={folder / 'best.ckpt'}"], tmp_path))
     _check_sentence(err, f"ckpt_path={folder / 'best.ckpt'}", "no such file")
     assert str(err.value).endswith(f"; point ckpt_path at {folder / 'last.ckpt'}.")
+
+
+@pytest.mark.parametrize(("typed", "strategy", "named"), [
+    (["trainer=ddp_cpu"], "ddpstrategy", "trainer=ddp_cpu is invalid"),
+    (["trainer=cpu,ddp_cpu", "seed=0,1"], "auto", "trainer=cpu,ddp_cpu is invalid"),  # one swept value is enough
+    (["scale=gpu"], "ddp", "trainer.strategy=ddp is invalid"),  # picked by another choice: the composed strategy
+    (["trainer=cpu,gpu"], "auto", None),
+])
+def test_a_ddp_sweep_is_refused_before_any_job_starts(typed: list[str], strategy: str, named: str | None,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The sweep's first Hydra callback refuses DDP with one sentence and exit 2, so no job is launched."""
+    from omegaconf import OmegaConf
+
+    from experiments.reporting.sweep_status import SweepStatus
+
+    config = OmegaConf.create({"hydra": {"overrides": {"task": typed}, "sweep": {"dir": "unused"}},
+                               "trainer": {"strategy": strategy}})
+    if named is None:
+        SweepStatus().on_multirun_start(config)
+        return
+    with pytest.raises(SystemExit) as stop:
+        SweepStatus().on_multirun_start(config)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {named}: ") and "re-launch the whole sweep" in err and err.count("\n") == 1

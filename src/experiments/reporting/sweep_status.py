@@ -80,6 +80,21 @@ def sweep_outcomes(sweep_dir: Path, before: dict[Path, int | None] | None = None
     ]
 
 
+def _refuse_ddp(config: DictConfig) -> None:
+    """A DDP trainer in a sweep: one sentence and exit 2 before any job starts (each job would refuse it)."""
+    from omegaconf import OmegaConf
+
+    from experiments.validation.checks import strategy_name
+    from experiments.validation.trainer import ddp_in_sweep
+
+    typed = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=None) or []]
+    trainer = config.get("trainer")
+    message = ddp_in_sweep(typed, strategy_name(trainer) if isinstance(trainer, DictConfig) else "auto")
+    if message:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 class SweepStatus(Callback):
     """Exit non-zero at the end of a multirun when any job failed, naming each failed job on one line (a job a
     search pruned did not fail)."""
@@ -90,6 +105,7 @@ class SweepStatus(Callback):
         self._before: dict[Path, int | None] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse_ddp(config)
         self._sweep_dir = Path(str(config.hydra.sweep.dir))
         self._before = _snapshot(self._sweep_dir)
 

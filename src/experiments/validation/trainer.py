@@ -77,9 +77,33 @@ def _check_trainer(cfg: DictConfig) -> None:
         keys = ("trainer.strategy._target_", "trainer.strategy") if isinstance(node, DictConfig) else \
             ("trainer.strategy", "trainer.strategy._target_")
         key, value, picked = as_typed(cfg, "trainer", keys, target_of(node) or strategy)
-        raise ConfigError(key, value, f"Lightning starts the other DDP processes by re-running the command line, "
-                          f"which inside a -m sweep would re-launch the whole sweep{picked}", "run each DDP "
-                          "configuration as a single run, or sweep with trainer=cpu / trainer=gpu")
+        raise ConfigError(key, value, _DDP_IN_SWEEP + picked, _DDP_IN_SWEEP_FIX)
+
+
+def ddp_in_sweep(typed: list[str], composed_strategy: str) -> str | None:
+    """The refusal of a DDP trainer in a ``-m`` sweep, found before any job starts (the sweep's first Hydra
+    callback): ``typed`` are the command line's overrides (a swept ``trainer=cpu,ddp_cpu`` counts when any value
+    is DDP) and ``composed_strategy`` the strategy the sweep's shared config resolves to. None when there is none.
+
+    The same mistake is refused per job by :func:`_check_trainer`; finding it here turns a sweep of failed jobs
+    into one sentence and exit 2."""
+    from experiments.naming import override_key, override_value
+
+    for override in typed:
+        key, value = override_key(override), str(override_value(override))
+        values = [v.strip() for v in value.split(",")]
+        if (key == "trainer" and any(v.startswith("ddp") for v in values)) or (
+                key in ("trainer.strategy", "trainer.strategy._target_")
+                and any("ddp" in v.lower() for v in values)):
+            return str(ConfigError(key, value, _DDP_IN_SWEEP, _DDP_IN_SWEEP_FIX))
+    if composed_strategy.startswith("ddp"):
+        return str(ConfigError("trainer.strategy", composed_strategy, _DDP_IN_SWEEP, _DDP_IN_SWEEP_FIX))
+    return None
+
+
+_DDP_IN_SWEEP = ("Lightning starts the other DDP processes by re-running the command line, which inside a -m sweep "
+                 "would re-launch the whole sweep")
+_DDP_IN_SWEEP_FIX = "run each DDP configuration as a single run, or sweep with trainer=cpu / trainer=gpu"
 
 
 #: what ``trainer.accelerator`` takes to mean a GPU (``gpu``: CUDA, or Apple's MPS on a Mac)
