@@ -1,4 +1,5 @@
-"""``python -m experiments.classics [--quick] [--out DIR] [--docs DIR] [--only KEYS] [--render-only] [--reuse]``.
+"""``python -m experiments.classics [--quick] [--out DIR] [--docs DIR] [--only KEYS] [--seeds KEY=N] [--plan]
+[--render-only] [--reuse]``.
 
 Order of work: the in-process measurements that time something run first, alone on the machine; then every
 section's runs and inspections, two at a time; then the reports; then each section reads its runs back and
@@ -10,6 +11,7 @@ continue, completed ones are skipped).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from experiments.classics import jobs as job_runner
 from experiments.classics import page, sections
-from experiments.classics.context import FULL, QUICK, REPO, Context
+from experiments.classics.context import FULL, PAGE_BUDGET_MIN, QUICK, REPO, Context
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,7 +45,22 @@ def _parser() -> argparse.ArgumentParser:
                         help="print every command with its planned seconds and the planned wall time; run nothing")
     parser.add_argument("--reuse", action="store_true",
                         help="keep completed runs of an earlier invocation into the same --out (resume=true)")
+    parser.add_argument("--seeds", action="append", default=[], metavar="KEY=N",
+                        help="run section KEY with seeds 0..N-1 instead of its budget's (repeatable; e.g. the seeds "
+                             "--plan says an unresolved claim needs)")
     return parser
+
+
+def _seed_counts(specs: list[str]) -> dict[str, int] | str:
+    """``["pooling=6"]`` -> ``{"pooling": 6}``; a one-sentence error for a bad spec."""
+    counts = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep or key not in sections.KEYS or not value.isdigit() or int(value) < 1:
+            return (f"error: --seeds={spec} is not SECTION=N with a section among {', '.join(sections.KEYS)} and N "
+                    f"a positive whole number; use e.g. --seeds pooling=6")
+        counts[key] = int(value)
+    return counts
 
 
 def _machine() -> str:
@@ -59,18 +76,43 @@ def _machine() -> str:
     return f"{model}, {cores} cores"
 
 
+def _unresolved(out: Path) -> dict[str, list[dict]]:
+    """The comparative claims an earlier invocation into ``out`` left unresolved (its ``claims.json``), by section."""
+    try:
+        recorded = json.loads((out / "claims.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {key: [c for c in part.get("claims", []) if c.get("status") == "not resolved"]
+            for key, part in recorded.items()}
+
+
 def _print_plan(ctx: Context, chosen: list, slots: int) -> int:
-    """The budget, before spending it: commands, planned seconds, and the wall time two slots should take."""
+    """The budget, before spending it: each section's seeds and commands with their planned seconds, the wall time
+    ``slots`` cores should take against the page's budget, and what an earlier run's unresolved claims would need."""
     total = 0.0
+    waiting = _unresolved(ctx.out)
     for section in chosen:
+        ctx.section = section.KEY
         jobs = section.plan(ctx)
         seconds = sum(j.estimate_s for j in jobs)
         total += seconds
-        print(f"{section.KEY}: {len(jobs)} commands, {seconds:.0f} s planned on one core")
+        budget = ctx.picked.get(section.KEY)
+        seeds = f"seeds {budget.seed_list} (n={len(budget.seeds)})" if budget is not None else "no seeds"
+        print(f"{section.KEY}: {seeds}, {len(jobs)} commands, {seconds:.0f} s planned on one core")
         for job in jobs:
             print(f"  {job.estimate_s:6.0f} s  {job.command}")
-    print(f"planned: {total:.0f} core-seconds, about {total / max(1, slots) / 60:.0f} min on {slots} cores "
-          f"(budget {ctx.budget}; plus the timings, reports' plots and the page, about a minute)")
+        for claim in waiting.get(section.KEY, []):
+            judged = claim.get("judgement") or {}
+            need = judged.get("seeds_needed")
+            print(f"  unresolved at n={judged.get('n')}: {claim['statement']} -> "
+                  + (f"the planner asks for {need} seeds (--seeds {section.KEY}={need})" if need else
+                     "the planner has no effect to plan from"))
+    ctx.section = None
+    minutes = total / max(1, slots) / 60
+    verdict = "within" if minutes <= PAGE_BUDGET_MIN else "OVER"
+    print(f"planned: {total:.0f} core-seconds, about {minutes:.0f} min on {slots} cores, {verdict} the "
+          f"{PAGE_BUDGET_MIN:.0f}-min budget of `make classics` on 2 cores (budget {ctx.budget}; plus the timings, "
+          f"reports' plots and the page, about a minute)")
     return 0
 
 
@@ -88,14 +130,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --only={args.only} names unknown section(s) {', '.join(unknown)}; use some of "
                   f"{', '.join(sections.KEYS)}", file=sys.stderr)
             return 2
+    counts = _seed_counts(args.seeds)
+    if isinstance(counts, str):
+        print(counts, file=sys.stderr)
+        return 2
     chosen = sections.load(keys)
-    ctx = Context(budget, out, docs)
+    ctx = Context(budget, out, docs, seed_counts=counts)
     record = out / "jobs.json"
     machine = _machine()
 
     if args.render_only:
         ran, meta = job_runner.load(record)
         wall_s, recorded, machine = meta.get("wall_s"), meta.get("budget"), meta.get("machine", machine)
+        ctx.seed_counts = {**(meta.get("seed_counts") or {}), **counts}
         if recorded is not None and recorded != budget:
             print(f"error: {out} holds a '{recorded}' run; add or drop --quick to match", file=sys.stderr)
             return 2
@@ -109,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         for section in chosen:
             if not args.reuse and ctx.dir(section.KEY).exists():
                 shutil.rmtree(ctx.dir(section.KEY))
+            ctx.section = section.KEY
             planned = section.plan(ctx)
             if args.reuse:  # continue the sweeps an earlier invocation started (resume=true needs one there)
                 for job in planned:
@@ -120,12 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         for section in chosen:  # timings first, alone on the machine
             if hasattr(section, "measure"):
                 print(f"  measuring {section.KEY} ...", flush=True)
+                ctx.section = section.KEY
                 section.measure(ctx)
         every = [job for jobs in ctx.jobs.values() for job in jobs]
         for phase in (1, 2):
             job_runner.run_all([j for j in every if j.phase == phase], REPO, slots=args.slots)
         wall_s = time.perf_counter() - start
-        job_runner.save(every, record, wall_s, budget, machine)
+        job_runner.save(every, record, wall_s, budget, machine, {"seed_counts": counts})
 
     if not args.render_only:  # figures are named <section>_<what>.png: a section's old ones go with its old runs
         for section in chosen:
@@ -134,10 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     parts = []
     for section in chosen:
         print(f"  rendering {section.KEY} ...", flush=True)
+        ctx.section = section.KEY
         parts.append(section.render(ctx))
+    ctx.section = None
     if not args.render_only:
         wall_s = time.perf_counter() - start  # the figures and reading back are part of the regeneration
-        job_runner.save([j for jobs in ctx.jobs.values() for j in jobs], record, wall_s, budget, machine)
+        job_runner.save([j for jobs in ctx.jobs.values() for j in jobs], record, wall_s, budget, machine,
+                        {"seed_counts": ctx.seed_counts})
     written = page.write(ctx, parts, wall_s, machine)
     failed = [j for jobs in ctx.jobs.values() for j in jobs if j.returncode not in (None, 0)]
     print(f"wrote {written} ({len(parts)} sections, wall time {(wall_s or 0) / 60:.1f} min)")

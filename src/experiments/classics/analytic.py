@@ -15,8 +15,11 @@ from torch import nn
 
 #: He et al. 2016, Table 6 (CIFAR-10): depth -> parameters, in millions as printed
 HE_TABLE6_PARAMS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7}
-#: He et al. 2016, Table 6: depth -> CIFAR-10 test error, %
+#: He et al. 2016, Table 6: depth -> CIFAR-10 test error, %. ResNet-110's 6.43 is the *best of 5 runs* (their
+#: mean over the 5 runs: 6.61 ± 0.16); the others are single runs as printed
 HE_TABLE6_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}
+#: He et al. 2016, Table 6: ResNet-110 over 5 runs, "best (mean ± std)"
+HE_RESNET110_RUNS = {"best": 6.43, "mean": 6.61, "std": 0.16, "runs": 5}
 #: Yu & Koltun 2016, Table 1: receptive field of each layer of the basic context module
 YU_KOLTUN_RF = (3, 5, 9, 17, 33, 65, 67, 67)
 #: CIFAR-10's geometry (32x32 RGB in, 10 classes out) on the embedded data: nothing is read or downloaded
@@ -129,7 +132,8 @@ def loss_gradients(wrong_logit: float = 6.0, classes: int = 6, batch: int = 4) -
     * cross-entropy C = −(1/n) Σ log p_y: ∂C/∂z = (1/n) (p − y).
 
     The softmax Jacobian ``diag(p) − p pᵀ`` vanishes as p saturates, which is why the quadratic cost learns
-    slowly from confident mistakes (Nielsen, ch. 3). Returns loss -> (framework's norm, formula's norm).
+    slowly from confident mistakes: Nielsen (ch. 3) makes this argument for sigmoid output units (the factor
+    σ′(z)); this is its softmax form. Returns loss -> (framework's norm, formula's norm).
     """
     from hydra.utils import instantiate
 
@@ -148,3 +152,16 @@ def loss_gradients(wrong_logit: float = 6.0, classes: int = 6, batch: int = 4) -
         instantiate(compose([f"loss={name}"]).loss)(z, target).backward()
         found[name] = (float(z.grad.norm()), float(formula.norm()))
     return found
+
+
+def erf_boxes(overrides: Sequence[str], size: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(gradient support, box of 95 % of the gradient mass) of the centre output unit of the network as
+    initialised, on a ``size``×``size`` input: what ``inspect --effective-rf`` prints, for the checks that explain
+    it (a larger image rules out borders; ``model.identity_init=false`` shows what the identity init hides)."""
+    from experiments.analysis.effective_rf import effective_receptive_field
+    from experiments.config import compose
+
+    cfg = compose([*overrides, f"data.image_size={size}"])
+    found = effective_receptive_field(network([*overrides, f"data.image_size={size}"]),
+                                      (1, int(cfg.data.channels), size, size))
+    return found.extent, found.effective

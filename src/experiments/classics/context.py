@@ -1,7 +1,9 @@
 """What every section shares: the budget in force, where runs go, where the page and its figures go.
 
-Two budgets exist. ``full`` is the page's: three seeds wherever a claim needs an interval, data and epochs
-sized so the whole page regenerates in about half an hour on a 2-core CPU. ``quick`` is a smoke run (two
+Two budgets exist. ``full`` is the page's: each section's :class:`Budget` names its seeds (three by default),
+data and epochs sized so the whole page regenerates within :data:`PAGE_BUDGET_MIN` minutes on a 2-core CPU;
+``--seeds KEY=N`` raises one section's seeds to ``0..N−1`` (what the planner asks for an unresolved claim) and
+``--plan`` prints what that costs. ``quick`` is a smoke run (two
 seeds, a few hundred images, one or two epochs): every command, report, figure and claim is exercised,
 and ``tests/test_classics.py``'s slow tests check the claims there, with the margins the page states.
 """
@@ -19,6 +21,8 @@ from experiments.classics.jobs import Job, train_job
 from experiments.config import project_root
 
 FULL, QUICK = "full", "quick"
+#: wall-clock budget of ``make classics`` at the full budget, on 2 cores (``--plan`` compares the plan with it)
+PAGE_BUDGET_MIN = 45.0
 #: the checkout whose docs/ the page is written into (commands run from here)
 REPO = Path(project_root())
 
@@ -36,6 +40,12 @@ class Budget:
     def seed_list(self) -> str:
         return ",".join(map(str, self.seeds))
 
+    def with_seeds(self, n: int) -> Budget:
+        """The same budget with seeds ``0..n−1`` (``--seeds KEY=N``)."""
+        from dataclasses import replace
+
+        return replace(self, seeds=tuple(range(n)))
+
 
 @dataclass
 class Context:
@@ -46,6 +56,12 @@ class Context:
     docs: Path
     #: jobs of each section, filled while planning (the page prints their commands and wall times)
     jobs: dict[str, list[Job]] = field(default_factory=dict)
+    #: ``--seeds KEY=N``: sections whose seeds are raised (or lowered) to ``0..N−1``
+    seed_counts: dict[str, int] = field(default_factory=dict)
+    #: the section being planned or rendered (set by ``__main__``), so :meth:`pick` knows whose seeds to apply
+    section: str | None = None
+    #: the budget each section used, as :meth:`pick` gave it (the page prints its seeds)
+    picked: dict[str, Budget] = field(default_factory=dict)
 
     @property
     def quick(self) -> bool:
@@ -59,7 +75,13 @@ class Context:
         return self.out / section
 
     def pick(self, budgets: dict[str, Budget]) -> Budget:
-        return budgets[self.budget]
+        """The section's budget at this invocation's level, with its seeds as ``--seeds`` set them."""
+        budget = budgets[self.budget]
+        if self.section is not None:
+            if self.section in self.seed_counts:
+                budget = budget.with_seeds(self.seed_counts[self.section])
+            self.picked[self.section] = budget
+        return budget
 
     def sweeps(self, section: str, overrides: Sequence[str], budget: Budget, runs_per_slice: int,
                slices: Sequence[tuple[str, Sequence[str]]] | None = None) -> list[Job]:
@@ -118,10 +140,46 @@ def commands(jobs: Sequence[Job], rel: Callable[[Path], str]) -> str:
             return f"{key}={rel(Path(value))}"
         return rel(Path(arg)) if arg.startswith("/") else arg
 
-    lines = []
+    lines, reasons = [], []
     for job in jobs:
         line = shlex.join(["python", *(show(a) for a in job.args)])
         if job.returncode not in (None, 0):
-            line += f"   # FAILED (exit {job.returncode})"
+            line += f"   # FAILED (exit {job.returncode}; see below)"
+            reasons.append(f"- `{job.name}` ({rel(job.log)}): {failure(job, rel)}")
         lines.append(line)
-    return "```bash\n" + "\n".join(lines) + "\n```"
+    text = "```bash\n" + "\n".join(lines) + "\n```"
+    if reasons:
+        text += "\n\nWhat failed (each log's last error line; a sweep exits 1 when any of its runs fails, and the " \
+                "runs that completed are still read back):\n\n" + "\n".join(reasons) + "\n"
+    return text
+
+
+def failure(job: Job, rel: Callable[[Path], str] = str) -> str:
+    """Why ``job`` failed, in one line: the runs of its sweep that failed and its log's last error line."""
+    from experiments.classics.jobs import last_error
+
+    parts = []
+    sweep = next((a.split("=", 1)[1] for a in job.args if a.startswith("hydra.sweep.dir=")), None)
+    if sweep is not None:
+        statuses = sweep_statuses(Path(sweep))
+        if statuses:
+            failed = sum(1 for s in statuses if s != "completed")
+            parts.append(f"{failed} of {len(statuses)} runs did not complete")
+    error = last_error(job.log)
+    parts.append(f"`{error}`" if error else "the log holds no error line")
+    return "; ".join(parts)
+
+
+def sweep_statuses(sweep: Path) -> list[str]:
+    """The status every run under a sweep dir recorded in its ``metrics.json`` (``missing`` when none)."""
+    import json
+
+    found = []
+    for child in sorted(p for p in sweep.iterdir() if p.is_dir()) if sweep.is_dir() else []:
+        if not (child / ".hydra").is_dir() and not (child / "metrics.json").is_file():
+            continue
+        try:
+            found.append(str(json.loads((child / "metrics.json").read_text(encoding="utf-8")).get("status")))
+        except (OSError, ValueError):
+            found.append("missing")
+    return found

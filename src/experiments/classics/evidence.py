@@ -1,10 +1,14 @@
-"""Read back what the runs wrote: grouped results with intervals, curves, TensorBoard scalars, figures.
+"""Read back what the runs wrote: grouped results with intervals, per-seed pairs, curves, TensorBoard scalars, figures.
 
-Numbers come from the report's own code (:func:`experiments.reporting.summarize` over the run dirs, the same
-call ``python -m experiments.report`` makes), so a number on the page is the number in the sweep's
-``report.md``. Quantities the report does not tabulate (training error at the last epoch, a shifted-test
-accuracy, the top layer's activation at the end) are computed per run and reduced with the report's
-:func:`~experiments.reporting.stats.mean_std`, i.e. with the same Student-t interval.
+Runs are grouped by the report's own code (:func:`experiments.reporting.summarize` over the run dirs, the same
+call ``python -m experiments.report`` makes). Every number is then reduced per run, so quantities the report does
+not tabulate (an eval-mode train − val gap, a shifted-test accuracy, the top layer's activation at the end) are
+treated like its metrics:
+
+* an arm's mean gets the report's across-seed interval (:func:`experiments.reporting.inference.seed_interval`):
+  bounded to [0, 1] for accuracies and IoUs (logit-t below 20 seeds), Student t otherwise (:func:`shown`);
+* two arms are compared by their values *paired by seed* (:func:`paired_values`), which is what a comparative
+  claim (:func:`experiments.classics.claims.paired`) and the tables' Δ columns (:func:`delta`) are computed from.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import math
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.reporting import RunResult, Stat, Summary, collect_runs, mean_std, summarize
@@ -82,16 +87,113 @@ def at_epoch(run: RunResult, key: str, epoch: int) -> float | None:
     return None
 
 
+def chance(summary: Summary | None) -> float | None:
+    """Chance accuracy of a classification sweep: 1 / the number of classes its runs recorded (None if unknown)."""
+    for run in (summary.completed if summary is not None else []):
+        names = (RunDir(run.path).read_record() or {}).get("class_names")
+        if names:
+            return 1.0 / len(names)
+    return None
+
+
 def seeds(runs: Sequence[RunResult]) -> str:
     found = sorted({run.seed for run in runs if run.seed is not None})
     return ", ".join(map(str, found)) or "—"
 
 
+#: metrics bounded to [0, 1] (their intervals must stay inside): accuracies, IoUs, fractions
+BOUNDED_SUFFIXES = ("acc", "miou", "iou", "pixel_acc", "accuracy")
+
+
+def bounded(name: str) -> bool:
+    """Whether a metric (``test/acc``, ``val/miou`` ...) lies in [0, 1]."""
+    return name.rsplit("/", 1)[-1].endswith(BOUNDED_SUFFIXES)
+
+
+def by_seed(runs: Sequence[RunResult], value: Callable[[RunResult], float | None]) -> dict[int, float]:
+    """One value per seed: ``value(run)`` of each completed run with a recorded seed (runs of one seed averaged,
+    as the report pairs them); runs without a seed or a finite value are left out."""
+    found: dict[int, list[float]] = {}
+    for run in runs:
+        number = value(run)
+        if run.seed is not None and number is not None and math.isfinite(number):
+            found.setdefault(int(run.seed), []).append(float(number))
+    return {seed: sum(xs) / len(xs) for seed, xs in sorted(found.items())}
+
+
+def paired_values(left: Sequence[RunResult], right: Sequence[RunResult], value: Callable[[RunResult], float | None],
+                  right_value: Callable[[RunResult], float | None] | None = None) -> dict[int, tuple[float, float]]:
+    """``seed -> (value of left's run, value of right's run)`` over the seeds both arms completed with a value."""
+    a, b = by_seed(left, value), by_seed(right, right_value or value)
+    return {seed: (a[seed], b[seed]) for seed in sorted(a.keys() & b.keys())}
+
+
+def metric_of(name: str) -> Callable[[RunResult], float | None]:
+    """The per-run reader of a final metric (or an extra column: params, flops, vanishing_ratio ...)."""
+    from experiments.reporting.aggregate import run_value
+
+    return lambda run: run_value(run, name)
+
+
+def log10_of(value: Callable[[RunResult], float | None]) -> Callable[[RunResult], float | None]:
+    """``log10`` of a positive per-run value (ratios spanning orders of magnitude are compared on this scale)."""
+    def read(run: RunResult) -> float | None:
+        number = value(run)
+        return math.log10(number) if number is not None and number > 0 else None
+    return read
+
+
+@dataclass(frozen=True)
+class Shown:
+    """An arm's mean over seeds with its across-seed interval."""
+
+    n: int
+    mean: float | None
+    low: float | None
+    high: float | None
+    method: str = ""
+
+
+def shown(values: Iterable[float | None], bounded_metric: bool) -> Shown:
+    """Mean and the report's across-seed interval of some per-seed values (bounded to [0, 1] when asked)."""
+    from experiments.reporting.inference import seed_interval
+
+    xs = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not xs:
+        return Shown(0, None, None, None)
+    interval = seed_interval(xs, bounded=bounded_metric)
+    return Shown(len(xs), sum(xs) / len(xs), interval.low, interval.high, interval.method)
+
+
+def geometric(runs: Sequence[RunResult], value: Callable[[RunResult], float | None]) -> Shown:
+    """Geometric mean of a positive per-seed value with its t interval on the log10 scale, mapped back (a ratio
+    spanning orders of magnitude; its arithmetic t interval would reach below 0)."""
+    logs = shown(by_seed(runs, log10_of(value)).values(), False)
+    if logs.mean is None:
+        return logs
+    back = (lambda x: None if x is None or not math.isfinite(x) else 10.0 ** x)  # noqa: E731
+    return Shown(logs.n, back(logs.mean), back(logs.low), back(logs.high), "t on log10")
+
+
+def arm(runs: Sequence[RunResult], value: Callable[[RunResult], float | None], bounded_metric: bool) -> Shown:
+    """:func:`shown` over an arm's runs, one value per seed."""
+    return shown(by_seed(runs, value).values(), bounded_metric)
+
+
+def delta(left: Sequence[RunResult], right: Sequence[RunResult], value: Callable[[RunResult], float | None]) -> Shown:
+    """``left − right`` paired by seed: mean and 95 % paired t interval (the report's Δ column)."""
+    from experiments.reporting.inference import paired_test
+
+    pairs = paired_values(left, right, value)
+    test = paired_test([a - b for a, b in pairs.values()])
+    return Shown(test.n, test.mean, test.low, test.high, test.method)
+
+
 # ---------------------------------------------------------------------------------------------- format
 
 
-def fmt(stat: Stat, digits: int = 3, scale: float = 1.0, percent: bool = False) -> str:
-    """``0.812 [0.790, 0.834] (n=3)``: the mean, its 95 % Student-t interval over seeds, the seed count."""
+def fmt(stat: Stat | Shown, digits: int = 3, scale: float = 1.0, percent: bool = False) -> str:
+    """``0.812 [0.790, 0.834] (n=3)``: the mean, its 95 % interval over seeds, the seed count."""
     if stat.mean is None:
         return "—"
     unit = " %" if percent else ""
@@ -103,8 +205,9 @@ def fmt(stat: Stat, digits: int = 3, scale: float = 1.0, percent: bool = False) 
         return f"{x:.{digits}f}"
 
     text = number(stat.mean) + unit
-    if stat.ci_low is not None and stat.ci_high is not None:
-        text += f" [{number(stat.ci_low)}, {number(stat.ci_high)}]"
+    low, high = (stat.low, stat.high) if isinstance(stat, Shown) else (stat.ci_low, stat.ci_high)
+    if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
+        text += f" [{number(low)}, {number(high)}]"
     return f"{text} (n={stat.n})"
 
 

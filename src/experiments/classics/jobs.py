@@ -13,6 +13,7 @@ says so on the page.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -111,7 +112,41 @@ def run_all(jobs: Sequence[Job], cwd: Path, slots: int = 2, echo: bool = True) -
     return list(jobs)
 
 
-def save(jobs: Sequence[Job], path: Path, wall_s: float, budget: str, machine: str) -> None:
+#: a line that names an error: an exception (``ValueError: ...``), the CLIs' one-sentence ``error: ...``, Hydra's
+#: ``Error executing job with overrides: [...]``
+_ERROR_LINE = re.compile(
+    r"^\s*(?:[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)\b.*|error:.*|Error executing job.*)$")
+#: lines that follow an error but say nothing about it
+_NOISE = ("Set the environment variable HYDRA_FULL_ERROR",)
+
+
+def last_error(log: Path, limit: int = 240) -> str | None:
+    """The last line of ``log`` that names an error (prefixed with the overrides of the Hydra job that raised it,
+    when the log says), shortened to ``limit`` characters; the last non-empty line when none does; None without
+    a log."""
+    try:
+        lines = [line.rstrip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        return None
+    lines = [line for line in lines if line.strip() and not line.lstrip().startswith(_NOISE)]
+    if not lines:
+        return None
+    errors = [i for i, line in enumerate(lines) if _ERROR_LINE.match(line)]
+    if not errors:
+        found = lines[-1].strip()
+    else:
+        last = errors[-1]
+        found = lines[last].strip()
+        if not found.startswith("Error executing job"):
+            job = next((lines[i].strip() for i in reversed(errors) if i < last
+                        and lines[i].strip().startswith("Error executing job")), None)
+            if job is not None:
+                found = job.removeprefix("Error executing job with overrides: ") + " → " + found
+    return found if len(found) <= limit else found[: limit - 1] + "…"
+
+
+def save(jobs: Sequence[Job], path: Path, wall_s: float, budget: str, machine: str,
+         extra: dict | None = None) -> None:
     """What ran, how long it took and how it ended: the page is rendered from this file with ``--render-only``."""
     import json
 
@@ -119,6 +154,7 @@ def save(jobs: Sequence[Job], path: Path, wall_s: float, budget: str, machine: s
         "budget": budget,
         "wall_s": wall_s,
         "machine": machine,
+        **(extra or {}),
         "jobs": [
             {"section": j.section, "name": j.name, "args": j.args, "log": str(j.log), "estimate_s": j.estimate_s,
              "phase": j.phase, "stdout": None if j.stdout is None else str(j.stdout), "returncode": j.returncode,

@@ -44,8 +44,9 @@ def shifted_scores(network: torch.nn.Module, images: torch.Tensor, labels: torch
     return scores
 
 
-def evaluate_run(run_dir: Path, shifts: Sequence[int] = SHIFTS) -> dict[int, tuple[float, float]] | None:
-    """Shifted-test scores of a classification run's best checkpoint; None when the run has no checkpoint."""
+def trained(run_dir: Path) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor] | None:
+    """A run's network at its best checkpoint (rebuilt from the run dir alone, weights through the safe loader) and
+    its own regenerated test split (images, targets); None when the run has no checkpoint."""
     from experiments.build import build_datamodule, build_network
     from experiments.evaluate import load_run_config
     from experiments.run.checkpoints import load_network_weights
@@ -58,7 +59,17 @@ def evaluate_run(run_dir: Path, shifts: Sequence[int] = SHIFTS) -> dict[int, tup
     torch.manual_seed(int(cfg.get("seed", 0)))
     network = build_network(cfg)
     load_network_weights(network, checkpoint, key="best.ckpt")
+    network.eval()
     data = build_datamodule(cfg)
     data.setup()
-    images, labels = data.splits["test"].tensors[:2]
+    images, targets = data.splits["test"].tensors[:2]
+    return network, images, targets
+
+
+def evaluate_run(run_dir: Path, shifts: Sequence[int] = SHIFTS) -> dict[int, tuple[float, float]] | None:
+    """Shifted-test scores of a classification run's best checkpoint; None when the run has no checkpoint."""
+    found = trained(run_dir)
+    if found is None:
+        return None
+    network, images, labels = found
     return shifted_scores(network, images, labels, shifts)
