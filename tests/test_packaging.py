@@ -42,6 +42,8 @@ DISTRIBUTION = {
     "mlflow": "mlflow",
     "rich": "rich",
     "timm": "timm",
+    "scipy": "scipy",
+    "statsmodels": "statsmodels",
 }
 
 
