@@ -82,6 +82,11 @@ def test_the_callback_records_eval_mode_train_metrics_and_the_gap_from_them():
     off.on_validation_epoch_end(trainer, task)
     off.on_train_epoch_end(trainer, task)
     assert off.run_summary()["overfitting"]["gap/acc"] == pytest.approx([0.74])
+    # by default as many training images as the validation split holds: the same sampling noise on both sides
+    trainer.datamodule.splits["val"] = SimpleNamespace(tensors=_split(n=11, seed=2))
+    default = OverfittingGap()
+    default.on_validation_epoch_end(trainer, task)
+    assert default._eval_train == pytest.approx(eval_mode_metrics(task, images[:11], labels[:11], 16))
 
 
 def test_a_task_with_its_own_step_is_not_measured():

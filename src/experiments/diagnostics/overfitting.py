@@ -28,6 +28,8 @@ from lightning.pytorch.callbacks import Callback
 from experiments.diagnostics.sinks import log_scalars
 from experiments.run.history import epoch_metrics
 
+#: the most training images the eval-mode measurement takes by default
+MAX_TRAIN_IMAGES = 2048
 #: the train-side metrics measured in eval mode on the training images are logged under this prefix
 EVAL_PREFIX = "train_eval/"
 
@@ -51,11 +53,11 @@ def train_val_gaps(metrics: dict[str, Any], train: dict[str, float] | None = Non
     return dict(sorted(gaps.items()))
 
 
-def training_split(trainer: L.Trainer) -> tuple[torch.Tensor, ...] | None:
-    """The training split's tensors as the data module holds them (images first, targets second), if it does."""
+def training_split(trainer: L.Trainer, name: str = "train") -> tuple[torch.Tensor, ...] | None:
+    """A split's tensors as the data module holds them (images first, targets second), if it does."""
     data = getattr(trainer, "datamodule", None)
     splits = getattr(data, "served", None) or getattr(data, "splits", None) or {}
-    split = splits.get("train") if isinstance(splits, dict) else None
+    split = splits.get(name) if isinstance(splits, dict) else None
     tensors = getattr(split, "tensors", None)
     return tuple(tensors) if tensors is not None and len(tensors) >= 2 else None
 
@@ -103,12 +105,13 @@ class OverfittingGap(Callback):
     Epochs without validation (``check_val_every_n_epoch > 1``) are skipped rather than compared with a
     stale val value. ``run_summary()`` adds the per-epoch gaps and eval-mode train metrics to ``metrics.json``
     as ``overfitting``. ``train_images``: how many training images the eval-mode measurement uses (the split's
-    first ones; default 2048, about what one validation pass costs at the classics' sizes); 0: none, and the
-    gaps use the train-mode epoch values as Lightning logged them.
+    first ones); default ``None``: as many as the validation split holds, at most :data:`MAX_TRAIN_IMAGES`, so
+    the measurement costs no more than one validation pass and both sides of the gap carry the same sampling
+    noise; 0: none, and the gaps use the train-mode epoch values as Lightning logged them.
     """
 
-    def __init__(self, train_images: int = 2048) -> None:
-        self.train_images = int(train_images)
+    def __init__(self, train_images: int | None = None) -> None:
+        self.train_images = None if train_images is None else int(train_images)
         self.history: dict[str, list] = {"epoch": []}
         self._validated_epoch: int | None = None
         self._eval_train: dict[str, float] = {}
@@ -118,9 +121,13 @@ class OverfittingGap(Callback):
             return
         self._validated_epoch = trainer.current_epoch
         self._eval_train = {}
-        split = training_split(trainer) if self.train_images > 0 and supervised(pl_module) else None
+        count = self.train_images
+        if count is None:
+            val = training_split(trainer, "val")
+            count = min(MAX_TRAIN_IMAGES, len(val[0])) if val is not None else MAX_TRAIN_IMAGES
+        split = training_split(trainer) if count > 0 and supervised(pl_module) else None
         if split is not None:
-            images, targets = split[0][: self.train_images], split[1][: self.train_images]
+            images, targets = split[0][:count], split[1][:count]
             batch = int(getattr(trainer.datamodule, "eval_batch_size", 256) or 256)
             self._eval_train = eval_mode_metrics(pl_module, images, targets, batch)
 
