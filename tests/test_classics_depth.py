@@ -30,7 +30,7 @@ def test_error_curves_are_one_minus_accuracy_per_one_based_epoch(tmp_path: Path)
 def test_the_figure_draws_every_arm_under_its_readable_name(tmp_path: Path):
     runs = {label: [_run(tmp_path, f"{label}{s}", s, [0.3 + 0.1 * s, 0.5], [0.3, 0.45], 0.45) for s in (0, 1)]
             for label in depth.ARMS}
-    assert set(depth.STYLE) == set(depth.ARMS) == {"plain-20", "plain-56", "ResNet-20", "ResNet-56"}
+    assert set(depth.STYLE) == set(depth.ARMS) == {"plain-20", "plain-32", "ResNet-20", "ResNet-32"}
     drawn = depth.draw_curves(runs, tmp_path / "curves.png", chance_error=5 / 6)
     assert drawn is not None and drawn.stat().st_size > 10_000
     assert depth.draw_curves({label: [] for label in depth.ARMS}, tmp_path / "none.png", None) is None

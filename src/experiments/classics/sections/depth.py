@@ -3,7 +3,9 @@
 The degradation claim is about *optimisation*: He et al.'s Fig. 1 shows the 56-layer plain net ending with a
 higher training error *and* a higher test error than the 20-layer one, both nets training (batch norm in both,
 so it is not vanishing signals). A deep plain net stuck at chance would show something else (a failure to train),
-so the section also claims that plain-56 learns, and draws the training curves of all four nets.
+so the section also claims that the deeper plain net learns, and draws the training curves of all four nets.
+At a CPU budget a 56-layer plain net of width 8 does not leave chance (see the page's "What this budget cannot
+show"), so the deeper nets here are 32 layers: Fig. 6 orders plain-20 < plain-32 < plain-44 < plain-56 the same way.
 """
 
 from __future__ import annotations
@@ -22,35 +24,40 @@ from experiments.reporting import RunResult
 KEY = "depth"
 TITLE = "Depth: plain vs residual (He et al. 2016)"
 #: cleaner shapes (less noise, more contrast, no background gradient, larger shapes): the experiment's own budget
-#: on the default shapes leaves plain-20 at chance on some seeds, which would make "plain-56 trains worse" vacuous
+#: on the default shapes leaves plain-20 at chance on some seeds, which would make "the deeper net trains worse" vacuous
 CLEAN_SHAPES = ("data.min_contrast=0.5", "data.noise=0.02", "data.gradient=0", "data.min_scale=0.5")
 BUDGETS = {
     # the experiment's own budget (conf/budget/plain_vs_residual/cpu.yaml: 3 000 images of 16x16 px, 5 epochs,
-    # width 8, AdamW one-cycle) on the cleaner shapes, five seeds; planned 50 s a run (plain-56 and ResNet-56 about
-    # twice plain-20's and ResNet-20's)
-    FULL: Budget((0, 1, 2, 3, 4), CLEAN_SHAPES, run_s=50.0),
-    QUICK: Budget((0, 1), (*CLEAN_SHAPES, "data.train_size=400", "data.val_size=100", "data.test_size=100",
+    # width 8, AdamW one-cycle) on the cleaner shapes, depth 20 and 32, five seeds; planned 45 s a run (32 layers
+    # took 58 s on one thread with two runs side by side, idle)
+    FULL: Budget((0, 1, 2, 3, 4), (*CLEAN_SHAPES, "model.depth=20,32"), run_s=45.0),
+    QUICK: Budget((0, 1), (*CLEAN_SHAPES, "model.depth=20,32", "data.train_size=400", "data.val_size=100",
+                           "data.test_size=100",
                            "trainer.max_epochs=2"), run_s=15.0),
 }
-BASELINE = "model.depth=56,model.residual=False"  # as Hydra records the grid value
+#: the deeper nets' depth (He et al.'s Fig. 1 has 56; see the module doc)
+DEEP = 32
+BASELINE = f"model.depth={DEEP},model.residual=False"
+PLAIN, RES = f"plain-{DEEP}", f"ResNet-{DEEP}"  # as Hydra records the grid value
 ARMS = {  # label -> overrides of the arm in the sweep
     "plain-20": ("model.depth=20", "model.residual=False"),
-    "plain-56": ("model.depth=56", "model.residual=False"),
+    f"plain-{DEEP}": (f"model.depth={DEEP}", "model.residual=False"),
     "ResNet-20": ("model.depth=20", "model.residual=True"),
-    "ResNet-56": ("model.depth=56", "model.residual=True"),
+    f"ResNet-{DEEP}": (f"model.depth={DEEP}", "model.residual=True"),
 }
 #: how each arm is drawn: colour by depth, line style by shortcut (plain dashed, as in He et al.'s Fig. 6 key)
 STYLE = {
     "plain-20": ("tab:blue", "--"),
-    "plain-56": ("tab:red", "--"),
+    f"plain-{DEEP}": ("tab:red", "--"),
     "ResNet-20": ("tab:blue", "-"),
-    "ResNet-56": ("tab:red", "-"),
+    f"ResNet-{DEEP}": ("tab:red", "-"),
 }
 #: relative tolerance on the parameter counts: Table 6 prints two significant digits
 PARAMS_TOLERANCE = 0.02
-#: orders of magnitude by which plain-56's first/last gradient ratio at init departs from 1 more than ResNet-56's
+#: orders of magnitude by which the deep plain net's first/last gradient ratio at init departs from 1 more than
+#: the deep ResNet's
 SPREAD = 1.0
-#: "plain-56 learns": its test error is at least this far below chance (1 − 1/classes)
+#: "the deep plain net learns": its test error is at least this far below chance (1 − 1/classes)
 LEARNS_BY = 0.10
 
 
@@ -142,7 +149,7 @@ def draw_curves(runs: dict[str, Sequence[RunResult]], path: Path, chance_error: 
     axes[0].set_ylabel("error (1 − accuracy)")
     axes[1].legend(fontsize="small", loc="lower left", title="net (mean; band: min–max over seeds)",
                    title_fontsize="x-small")
-    fig.suptitle("Plain and residual nets of 20 and 56 layers (He et al. 2016, Fig. 1 and 6, on our shapes)",
+    fig.suptitle(f"Plain and residual nets of 20 and {DEEP} layers (He et al. 2016, Fig. 1 and 6, on our shapes)",
                  fontsize="medium")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
@@ -180,14 +187,14 @@ def render(ctx: Context) -> Rendered:
     for label in ARMS:
         rows.append([label, evidence.fmt(evidence.arm(runs[label], train_error, True), percent=True, digits=1),
                      evidence.fmt(evidence.arm(runs[label], test_error, True), percent=True, digits=1),
-                     "baseline" if label == "plain-56" else
-                     evidence.fmt(evidence.delta(runs[label], runs["plain-56"], train_error), percent=True, digits=1),
-                     "baseline" if label == "plain-56" else
-                     evidence.fmt(evidence.delta(runs[label], runs["plain-56"], test_error), percent=True, digits=1),
+                     "baseline" if label == PLAIN else
+                     evidence.fmt(evidence.delta(runs[label], runs[PLAIN], train_error), percent=True, digits=1),
+                     "baseline" if label == PLAIN else
+                     evidence.fmt(evidence.delta(runs[label], runs[PLAIN], test_error), percent=True, digits=1),
                      evidence.fmt(evidence.geometric(runs[label], ratio), 2)])
     training_table = evidence.table(
-        ["network", "final training error", "test error", "Δ training error vs plain-56 (paired by seed)",
-         "Δ test error vs plain-56 (paired by seed)", "first/last gradient at init (geometric mean)"], rows)
+        ["network", "final training error", "test error", f"Δ training error vs {PLAIN} (paired by seed)",
+         f"Δ test error vs {PLAIN} (paired by seed)", "first/last gradient at init (geometric mean)"], rows)
 
     def spread(run: RunResult) -> float | None:
         """Orders of magnitude between the first and the last layer's gradient at initialisation."""
@@ -195,34 +202,34 @@ def render(ctx: Context) -> Rendered:
         return abs(math.log10(value)) if value else None
 
     margin_below_chance = {seed: (None if chance_error is None else chance_error - err)
-                           for seed, err in evidence.by_seed(runs["plain-56"], test_error).items()}
+                           for seed, err in evidence.by_seed(runs[PLAIN], test_error).items()}
     claims = judge([
         *exact,
-        one_sample(f"the deep plain net trains: plain-56's test error is over {LEARNS_BY * 100:g} points below chance "
-                   "(He et al.'s plain-56 trains, to a higher error)",
-                   margin_below_chance, LEARNS_BY, name="chance − plain-56 test error", asserted=False),
-        paired("degradation on the training set: plain-56 ends with a higher training error than plain-20",
-               evidence.paired_values(runs["plain-56"], runs["plain-20"], train_error),
-               names=("plain-56", "plain-20")),
-        paired("and on the test set: plain-56's test error is higher than plain-20's",
-               evidence.paired_values(runs["plain-56"], runs["plain-20"], test_error), names=("plain-56", "plain-20")),
-        paired("shortcuts cure it: ResNet-56's training error is below plain-56's",
-               evidence.paired_values(runs["plain-56"], runs["ResNet-56"], train_error),
-               names=("plain-56", "ResNet-56")),
+        one_sample(f"the deep plain net trains: {PLAIN}'s test error is over {LEARNS_BY * 100:g} points below chance "
+                   "(He et al.'s deeper plain nets train, to a higher error)",
+                   margin_below_chance, LEARNS_BY, name=f"chance − {PLAIN} test error"),
+        paired(f"degradation on the training set: {PLAIN} ends with a higher training error than plain-20",
+               evidence.paired_values(runs[PLAIN], runs["plain-20"], train_error),
+               names=(PLAIN, "plain-20")),
+        paired(f"and on the test set: {PLAIN}'s test error is higher than plain-20's",
+               evidence.paired_values(runs[PLAIN], runs["plain-20"], test_error), names=(PLAIN, "plain-20")),
+        paired(f"shortcuts cure it: {RES}'s training error is below {PLAIN}'s",
+               evidence.paired_values(runs[PLAIN], runs[RES], train_error),
+               names=(PLAIN, RES)),
         paired("and its test error too",
-               evidence.paired_values(runs["plain-56"], runs["ResNet-56"], test_error),
-               names=("plain-56", "ResNet-56")),
-        paired("with shortcuts depth helps: ResNet-56's training error is below ResNet-20's",
-               evidence.paired_values(runs["ResNet-20"], runs["ResNet-56"], train_error),
-               names=("ResNet-20", "ResNet-56"), asserted=False),
-        paired(f"at initialisation plain-56's layer gradients span over {SPREAD:g} more orders of magnitude "
-               "(first vs last layer) than ResNet-56's",
-               evidence.paired_values(runs["plain-56"], runs["ResNet-56"], spread), SPREAD,
-               names=("plain-56 |log10 ratio|", "ResNet-56's"), digits=2, unit="Δ |log10 ratio|"),
+               evidence.paired_values(runs[PLAIN], runs[RES], test_error),
+               names=(PLAIN, RES)),
+        paired(f"with shortcuts depth helps: {RES}'s training error is below ResNet-20's",
+               evidence.paired_values(runs["ResNet-20"], runs[RES], train_error),
+               names=("ResNet-20", RES), asserted=False),
+        paired(f"at initialisation {PLAIN}'s layer gradients span over {SPREAD:g} more orders of magnitude "
+               f"(first vs last layer) than {RES}'s",
+               evidence.paired_values(runs[PLAIN], runs[RES], spread), SPREAD,
+               names=(f"{PLAIN} |log10 ratio|", f"{RES}'s"), digits=2, unit="Δ |log10 ratio|"),
     ])
     drawn = draw_curves(runs, here / "figures" / "curves.png", chance_error)
     curves = ctx.figure(drawn, "depth_curves")
-    seeds = evidence.seeds(runs["plain-56"])
+    seeds = evidence.seeds(runs[PLAIN])
     budget_text = ("the experiment's own (conf/budget/plain_vs_residual/cpu.yaml: 3 000 images of 16×16 px, 5 epochs, "
                    "width 8, batch 32, AdamW one-cycle at 0.004)" + (f", overridden by `{' '.join(budget.overrides)}`"
                                                                      if budget.overrides else ""))
@@ -235,7 +242,7 @@ are single runs except ResNet-110's 6.43 %, the best of 5 runs (mean 6.61 ± 0.1
 {params_table}
 
 **The degradation problem.** `experiment=plain_vs_residual` trains the same stacks of 3×3 convolutions, batch
-norm after every one, with and without identity shortcuts (option A), at depth 20 and 56, on the embedded shapes
+norm after every one, with and without identity shortcuts (option A), at depth 20 and {DEEP}, on the embedded shapes
 (budget: {budget_text}; seeds {seeds}). He et al.'s Fig. 1 (plain-20 vs plain-56 on CIFAR-10) shows the deeper
 plain net with a higher training error *and* a higher test error throughout training, although both train; with
 batch norm the signals neither vanish nor explode, so they call it an optimisation difficulty, not overfitting.
@@ -250,7 +257,7 @@ paired t interval. "First/last gradient at init" is the gradients diagnostic's `
 norm of the first convolution over the last layer's, first batch, before any update).
 
 {image(curves, "training and held-out error of plain and residual nets, per epoch",
-       "Training error (left) and validation error (right) per epoch of plain-20, plain-56, ResNet-20 and ResNet-56, "
+       f"Training error (left) and validation error (right) per epoch of plain-20, {PLAIN}, ResNet-20 and {RES}, "
        "mean over seeds with a band from the lowest to the highest seed; diamonds: test error at the end (hollow: "
        "plain); dotted: chance. Drawn by src/experiments/classics/sections/depth.py from the runs' metrics.json.")}
 
@@ -259,24 +266,23 @@ train for about 470 steps instead of 64k iterations, so absolute errors are not 
 carries over is the ordering within the same budget. The shapes are the cleaner variant (`{' '.join(CLEAN_SHAPES)}`):
 on the default shapes this budget leaves even plain-20 at chance on some seeds.
 
-**What this budget cannot show.** He et al.'s plain-56 *trains* (to a higher error than plain-20). Ours stayed
-near chance at every budget we tried that a page of 45 minutes on 2 cores can afford; the one-sample claim below
-says how near. While choosing this budget (trials not rerun by the page: AdamW and SGD with momentum 0.9, learning rates
-10⁻⁴ to 0.1, batches of 8 to 128, width 16, 8 to 16 px, cleaner and default shapes, up to 1 500 steps), plain-56
-left chance in none, while plain-20 left it within a few hundred steps and plain-32 more slowly. The gradient
-column shows why depth hurts so steeply here: at initialisation plain-56's first layer receives a gradient
-about three orders of magnitude larger than its last, while ResNet-56's first and last are about equal. So the
-plain-vs-plain comparison on this page is degradation in its extreme form (the deeper net does not get going at
-all in a few hundred steps), not the modest gap of Fig. 1; Fig. 1's shape would have to be looked for at
-`scale=gpu` (width 16, 32 px, 30 epochs; not run by this page).
+**What this budget cannot show.** He et al.'s Fig. 1 compares plain-20 with plain-56. At this budget a
+56-layer plain net of width 8 stays near chance: while choosing the budget (trials not rerun by the page: AdamW and
+SGD with momentum 0.9, learning rates 10⁻⁴ to 0.1, batches of 8 to 128, width 16, 8 to 16 px, cleaner and default
+shapes, up to 1 500 steps) plain-56 left chance in none, while plain-20 left it within a few hundred steps and
+plain-32 more slowly. So the deeper nets here have {DEEP} layers, the depth at which a plain net still trains in
+a few hundred steps, but to a clearly higher error: Fig. 6 orders plain-20, 32, 44 and 56 the same way. The
+gradient column shows why depth hurts so steeply: at initialisation the deep plain net's first layer receives a
+far larger gradient than its last, while the ResNet's first and last are about equal. Fig. 1 itself, at 56
+layers, would have to be looked for at `scale=gpu` (width 16, 32 px, 30 epochs; not run by this page).
 """
     comparative = [c for c in claims if c.judgement is not None]
     learns, orderings = comparative[0], [c for c in comparative[1:] if c.asserted]
     held = all(c.status == HOLDS for c in orderings)
     why = "parameter counts match Table 6; " + (
-        "plain-56 ends with a higher training and test error than plain-20 and shortcuts reverse it"
+        f"{PLAIN} ends with a higher training and test error than plain-20 and shortcuts reverse it"
         if held else "the plain/residual ordering is not (fully) resolved at this budget")
-    stuck = "; but plain-56 stays near chance, so this is degradation as a failure to train, not Fig. 1's gap"
-    why += {HOLDS: "; plain-56 trains, as in Fig. 1",
-            UNRESOLVED: "; whether plain-56 trains at all is not resolved"}.get(learns.status, stuck)
+    stuck = f"; but {PLAIN} stays near chance, so this is degradation as a failure to train, not Fig. 1's gap"
+    why += {HOLDS: f"; {PLAIN} trains, to a higher error, as the deeper plain nets of Fig. 1 and 6 do",
+            UNRESOLVED: f"; whether {PLAIN} trains at all is not resolved"}.get(learns.status, stuck)
     return Rendered(KEY, TITLE, body, claims, why)

@@ -22,7 +22,7 @@ TITLE = "Overfitting: dropout, weight decay, pooling, augmentation"
 #: every arm: the default CNN trained with Adam (no weight decay unless the arm adds it) on a small set
 COMMON = ("optimizer=adam", "data.batch_size=32")
 BUDGETS = {
-    FULL: Budget((0, 1, 2), ("data.train_size=300", "data.val_size=250", "data.test_size=500",
+    FULL: Budget((0, 1, 2, 3), ("data.train_size=300", "data.val_size=250", "data.test_size=500",
                              "trainer.max_epochs=20"), run_s=15.0),
     QUICK: Budget((0, 1), ("data.train_size=192", "data.val_size=100", "data.test_size=100", "trainer.max_epochs=4"),
                   run_s=6.0),
