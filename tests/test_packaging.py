@@ -44,6 +44,7 @@ DISTRIBUTION = {
     "timm": "timm",
     "scipy": "scipy",
     "statsmodels": "statsmodels",
+    "pandas": "pandas",
 }
 
 

@@ -96,6 +96,7 @@ def build_callbacks(cfg: DictConfig, task, speed: Any = None) -> list:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from experiments.run.bad_data import CheckpointOnBadFile
+    from experiments.run.checkpoints import InitialWeights
     from experiments.run.history import HistoryRecorder
     from experiments.run.layout import BEST, LAST, RANKED_BEST, RunDir
     from experiments.run.signals import GracefulStop
@@ -118,7 +119,7 @@ def build_callbacks(cfg: DictConfig, task, speed: Any = None) -> list:
         # without a monitor writes it after every epoch, which exact resume relies on
         callbacks.append(ModelCheckpoint(dirpath=run.checkpoints, filename=LAST, monitor=None, save_top_k=1,
                                          enable_version_counter=False))
-    callbacks.append(HistoryRecorder())
+    callbacks += [InitialWeights(run.init_checkpoint), HistoryRecorder()]
     for name, node in group.items():
         if name == "lr_monitor" and not cfg.get("logger"):
             continue  # Lightning refuses a learning-rate monitor without a logger; logger=[] drops it quietly

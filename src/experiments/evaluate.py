@@ -15,6 +15,12 @@ Re-test a finished (or interrupted) run, or apply it to new images, from nothing
   features of the training split with the training labels, and report its accuracy on the test split
   (``run/probe.py``); saved to ``<run dir>/probe.json``, and, for the run's own best checkpoint of a completed run,
   added to its ``metrics.json`` as ``test/probe_acc`` (and ``train/probe_acc``) for the report;
+* temperature scaling (``--temperature-scale``, classification): fit one temperature T > 0 dividing the
+  checkpoint's logits by minimising the NLL on the validation split (Guo et al., ICML 2017, §4.2), and report the
+  test split's accuracy (unchanged: T keeps every argmax), NLL and expected calibration error (15 bins, l1) before
+  and after (``tasks/calibration.py``); saved to ``<run dir>/calibration.json`` with the reliability diagram before
+  and after as ``figures/reliability-temperature-scaled.png``, and, for the run's own best checkpoint of a completed
+  run, ``test/ece_scaled`` added to its ``metrics.json`` for the report;
 * predict (``--predict FOLDER``): every PNG/JPEG/BMP in FOLDER is resized to the run's image size and
   standardised with the training split's mean/std (saved in ``metrics.json`` at training time), then
   ``predictions.csv`` gets one row of class probabilities per image, in columns named by the run's classes
@@ -61,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--predict", type=Path, metavar="FOLDER", help="predict every image in FOLDER instead")
     parser.add_argument("--probe", action="store_true", help="fit a linear probe on the frozen encoder's pooled "
                         "features (training split) and report its test accuracy instead (probe.json)")
+    parser.add_argument("--temperature-scale", action="store_true", help="fit a temperature T on the validation "
+                        "split (classification) and report the test NLL and calibration error (ECE) before and after "
+                        "instead (calibration.json)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="where predictions go (default <run dir>/predictions)")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass when predicting")
@@ -305,6 +314,73 @@ def probe(run_dir: str | Path, ckpt: str = "best", accelerator: str = "auto") ->
     return {**result, "checkpoint": str(path), "saved": str(saved), "recorded": recorded}
 
 
+def temperature_scale(run_dir: str | Path, ckpt: str = "best", accelerator: str = "auto") -> dict[str, Any]:
+    """Temperature-scale the checkpoint (``tasks/calibration.py``): T fitted on the run's validation split, the test
+    split's accuracy, NLL and ECE before and after; saves ``calibration.json`` and the reliability figure, and returns
+    the body plus ``checkpoint``, ``saved``, ``figure`` and ``recorded`` (whether ``test/ece_scaled`` joined the run's
+    metrics.json: as for the probe, only for its own best checkpoint once the run completed)."""
+    import lightning as L
+    import torch
+
+    from experiments import build
+    from experiments.analysis.per_class import save_figure
+    from experiments.run.record import RunRecord
+    from experiments.specs import run_task
+    from experiments.tasks.calibration import (
+        ReliabilityBins,
+        collect_logits,
+        reliability_figure,
+        reliability_figure_path,
+        temperature_report,
+    )
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    task_kind = run_task(cfg)
+    if task_kind != "classification":
+        raise ConfigError("RUN_DIR", run_dir, f"temperature scaling calibrates one class probability per image, and "
+                          f"this run's task is {task_kind}", "use --temperature-scale on a classification run")
+    path = resolve_checkpoint(run_dir, ckpt)
+    L.seed_everything(int(cfg.get("seed", 0)), verbose=False)
+    task = _task_with_weights(cfg, path)
+    device = torch.device("cuda" if accelerator in ("gpu", "cuda") or (accelerator == "auto" and
+                                                                       torch.cuda.is_available()) else "cpu")
+    network = task.network.to(device)
+    datamodule = build.build_datamodule(cfg)
+    for stage in ("fit", "test"):
+        datamodule.setup(stage)
+    val_logits, val_y = collect_logits(network, datamodule.val_dataloader(), device)
+    test_logits, test_y = collect_logits(network, datamodule.test_dataloader(), device)
+    report = temperature_report(val_logits, val_y, test_logits, test_y)
+    body = {"run_dir": str(run_dir), "checkpoint": str(path), **report,
+            "calibrated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    saved = RunDir(run_dir).calibration
+    write_json(saved, body)
+    before, after = (ReliabilityBins(**report["reliability"][k]) for k in ("before", "after"))
+    title = f"test split, T = {report['temperature']:.2f} fitted on validation"
+    figure = save_figure(reliability_figure(before, report["test"]["before"]["ece"], title, after=after,
+                                            after_ece=report["test"]["after"]["ece"]),
+                         reliability_figure_path(run_dir, "temperature-scaled"))
+    best = (RunDir(run_dir).read_record() or {}).get("best_checkpoint")
+    own = bool(best) and Path(str(best)).resolve() == path.resolve()
+    recorded = own and RunRecord.add_metrics(run_dir, {"test/ece_scaled": report["test"]["after"]["ece"]})
+    return {**body, "saved": str(saved), "figure": str(figure), "recorded": recorded}
+
+
+def print_calibration(result: dict[str, Any]) -> None:
+    """calibration.json's headline as a user reads it: T, then accuracy, NLL and ECE before and after."""
+    before, after = result["test"]["before"], result["test"]["after"]
+    print(f"checkpoint: {result['checkpoint']}")
+    print(f"temperature: T={result['temperature']:.4f} (fitted on {result['val_images']} validation images: "
+          f"NLL {result['val']['nll_before']:.4f} -> {result['val']['nll_after']:.4f})")
+    print(f"test ({result['test_images']} images)   before    after")
+    for key in ("acc", "nll", "ece"):
+        print(f"  test/{key:<14} {before[key]:8.4f} {after[key]:8.4f}")
+    print(f"ECE: {result['ece']}")
+    print(f"reliability diagram: {result['figure']}")
+    print(f"saved: {result['saved']}" + (" (and test/ece_scaled in metrics.json)" if result["recorded"] else ""))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from hydra.errors import HydraException
@@ -324,6 +400,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"checkpoint: {probed['checkpoint']}")
             print(" ".join(f"{key}={value:.4f}" for key, value in probed["metrics"].items()))
             print(f"saved: {probed['saved']}" + (" (and metrics.json)" if probed["recorded"] else ""))
+            return 0
+        if args.temperature_scale:
+            if options["data"]:
+                raise ConfigError("--temperature-scale", " ".join(options["data"]), "the temperature is fitted "
+                                  "on the run's own validation split and scored on its test split",
+                                  "drop the data options")
+            print_calibration(temperature_scale(args.run_dir, ckpt=ckpt, accelerator=args.accelerator))
             return 0
         result = evaluate(args.run_dir, ckpt=ckpt, accelerator=args.accelerator, data=options["data"])
     except ConfigError as err:  # includes CheckpointError: one sentence, no traceback

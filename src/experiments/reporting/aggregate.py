@@ -11,8 +11,12 @@ Conventions (documented once here, repeated in the report header):
   Non-numeric values are ignored; NaN (e.g. a diverged loss) is kept so that it stays visible.
 * **Intervals.**  Each mean gets a 95 % interval over seeds (:func:`~experiments.reporting.inference.seed_interval`):
   metrics bounded to [0, 1] (:data:`BOUNDED_METRICS`: accuracy, mIoU, IoU, probe accuracy) a logit-t interval below
-  20 seeds and a BCa bootstrap from 20, which stay inside [0, 1]; every other column the Student t interval,
-  mean ± t_{0.975,n−1}·s/√n; one run has none.  Beside it, each run's own test-set noise
+  20 seeds and a BCa bootstrap from 20, which stay inside [0, 1]; positive scale-type metrics
+  (:data:`LOG_SCALE_METRICS`: the loss Hessian's top eigenvalue and trace, which span orders of magnitude across
+  arms) the log-t interval exp(ȳ ± t_{0.975,n−1}·s_y/√n) of y = ln(value), an interval for the *geometric* mean,
+  which the report then shows as their centre (a column with a value ≤ 0 in any completed run falls back to the
+  plain t interval and arithmetic mean, see :func:`log_scale_columns`); every other column the Student t
+  interval, mean ± t_{0.975,n−1}·s/√n; one run has none.  Beside it, each run's own test-set noise
   (:class:`RunNoise`: the mean over the arm's runs of the half-width of the Wilson interval of test accuracy from
   the run's test count, or of the per-image bootstrap of test mIoU), so seed-to-seed spread and test-set sampling
   noise are read apart.
@@ -20,7 +24,10 @@ Conventions (documented once here, repeated in the report header):
   with a completed run) by the paired-by-seed difference with its t interval
   (:mod:`~experiments.reporting.comparison`), its paired t p-value and that p Holm-adjusted over the k − 1 arms
   compared with the baseline (one family per metric), and the exact sign-flip p as a check
-  (:func:`~experiments.reporting.inference.paired_test`).
+  (:func:`~experiments.reporting.inference.paired_test`).  Every metric column is compared, not only the primary
+  one.  For a log-scale column the per-seed difference is ln(arm) − ln(baseline), a log ratio: its t interval and
+  tests are on that scale and the report shows exp of it, the ratio arm/baseline (the geometric mean of the
+  per-seed ratios).
 * **Selection.**  With ``--best-of KEY`` each arm is reported at its best value of KEY by validation
   metric (:mod:`~experiments.reporting.selection`).
 * **Order.**  Groups are sorted by the primary metric, descending (the first of ``test/acc``, ``test/miou``,
@@ -80,6 +87,14 @@ BOUNDED_METRICS: dict[str, str] = {
     "miou": "mean IoU over classes",
     "iou_*": "one class's IoU",
     "probe_acc": "a linear probe's accuracy",
+    "ece*": "expected calibration error (lower is better; ece_scaled: after temperature scaling)",
+}
+#: metric names (after the split prefix and any ``best_``) of positive, scale-type quantities whose seeds and arms
+#: differ by factors: their interval is the log-t interval of the geometric mean, shown as their centre, and their
+#: paired comparison is on log ratios (:func:`log_scale_columns` decides per sweep, from the values' signs)
+LOG_SCALE_METRICS: dict[str, str] = {
+    "top_eig": "the loss Hessian's top eigenvalue (sharpness; positive at a minimum, spans orders of magnitude)",
+    "hessian_trace": "the loss Hessian's trace (Hutchinson estimate; the sum of its eigenvalues)",
 }
 #: where the difference of two metrics in [0, 1] lies: its paired interval is cut to it
 DIFFERENCE_BOUNDS = (-1.0, 1.0)
@@ -98,13 +113,41 @@ def metric_name(column: str) -> str:
     return name.removeprefix("best_")
 
 
-def is_bounded(column: str) -> bool:
-    """Whether the column is a metric in [0, 1] (:data:`BOUNDED_METRICS`); decided by name, never by the values."""
+def _named_in(column: str, names: Iterable[str]) -> bool:
+    """Whether the column's metric name is one of ``names`` (``key*`` matches every name starting with ``key``)."""
     if column in EXTRA_COLUMNS:
         return False
     name = metric_name(column)
-    return name in BOUNDED_METRICS or any(
-        key.endswith("*") and name.startswith(key[:-1]) for key in BOUNDED_METRICS)
+    return any(name == key or (key.endswith("*") and name.startswith(key[:-1])) for key in names)
+
+
+def is_bounded(column: str) -> bool:
+    """Whether the column is a metric in [0, 1] (:data:`BOUNDED_METRICS`); decided by name, never by the values."""
+    return _named_in(column, BOUNDED_METRICS)
+
+
+def is_log_scale(column: str) -> bool:
+    """Whether the column is named in :data:`LOG_SCALE_METRICS` (a positive scale-type metric), by name only;
+    :func:`log_scale_columns` also checks that its values are positive."""
+    return _named_in(column, LOG_SCALE_METRICS)
+
+
+def log_scale_columns(runs: Sequence[RunResult], columns: Iterable[str]) -> frozenset[str]:
+    """The columns of :data:`LOG_SCALE_METRICS` whose every completed run's value is positive (NaN allowed: it
+    stays visible as NaN).  One value ≤ 0 (a Hutchinson trace can come out negative at a saddle) has no logarithm,
+    so the whole column, in every arm, keeps the arithmetic mean and t interval: centres, intervals and paired
+    differences then stay on one scale across arms."""
+    done = [run for run in runs if run.status == COMPLETED]
+    return frozenset(
+        column for column in columns if is_log_scale(column)
+        and all(not value <= 0.0 for run in done if (value := run_value(run, column)) is not None))
+
+
+def log_value(run: RunResult, column: str) -> float | None:
+    """ln of a run's value of a column (None when absent): what a log-scale column's paired differences are
+    taken of, so that ``arm − baseline`` is ln(arm/baseline).  Only called on :func:`log_scale_columns`."""
+    value = run_value(run, column)
+    return None if value is None else math.log(value)
 
 
 @dataclass(frozen=True)
@@ -177,13 +220,15 @@ def run_noise(runs: Sequence[RunResult], column: str) -> RunNoise | None:
     return RunNoise(sum(halves) / len(halves), method, tuple(counts))
 
 
-def arm_interval(runs: Sequence[RunResult], column: str) -> Interval:
+def arm_interval(runs: Sequence[RunResult], column: str, log_scale: bool = False) -> Interval:
     """The seed interval of one arm's column (:func:`~experiments.reporting.inference.seed_interval`); a value at
-    exactly 0 or 1 moves half a test image inside when the runs' test count is known."""
+    exactly 0 or 1 moves half a test image inside when the runs' test count is known.  ``log_scale``: the log-t
+    interval of the geometric mean (for the columns of :func:`log_scale_columns`)."""
     values = [v for run in runs if (v := run_value(run, column)) is not None]
     counts = [run.test_count for run in runs if run.test_count]
     epsilon = 0.5 / min(counts) if counts and RUN_NOISE_METRICS.get(column) == WILSON else None
-    return seed_interval(values, bounded=is_bounded(column), epsilon=epsilon)
+    return seed_interval(values, bounded=is_bounded(column) and not log_scale, epsilon=epsilon,
+                         log_scale=log_scale)
 
 
 def run_value(run: RunResult, column: str) -> float | None:
@@ -246,6 +291,14 @@ class Group:
     intervals: dict[str, Interval] = field(default_factory=dict)
     #: per test metric with a known test count: the runs' own test-set noise
     noise: dict[str, RunNoise] = field(default_factory=dict)
+    #: per log-scale column: mean and sample std of ln(value) over the completed runs (exp of the mean: the
+    #: geometric mean the report shows as the centre; exp of the std: the geometric std factor)
+    log_stats: dict[str, Stat] = field(default_factory=dict)
+
+    def geometric_mean(self, column: str) -> float | None:
+        """exp of the mean log of a log-scale column (None for another column or no value)."""
+        stat = self.log_stats.get(column)
+        return None if stat is None or stat.mean is None else math.exp(stat.mean)
 
     @property
     def label(self) -> str:
@@ -319,6 +372,8 @@ class Summary:
     baseline_chosen: bool = False
     #: what --best-of decided (None without it)
     selection: Selection | None = None
+    #: the columns shown on a log scale: geometric mean, log-t interval, paired ratios (:func:`log_scale_columns`)
+    log_scale: frozenset[str] = frozenset()
 
     @property
     def completed(self) -> list[RunResult]:
@@ -399,11 +454,15 @@ def resolve_baseline(groups: Sequence[Group], constants: Sequence[str], spec: st
     return groups[find_arm(spec, [group.key for group in groups], constants, BASELINE_OPTION)]
 
 
-def compare_with_baseline(groups: Sequence[Group], columns: Sequence[str]) -> None:
-    """Fill every compared arm's paired tests, column by column; Holm's family is one column's k − 1 arms."""
+def compare_with_baseline(groups: Sequence[Group], columns: Sequence[str], log_scale: Iterable[str] = ()) -> None:
+    """Fill every compared arm's paired tests, column by column; Holm's family is one column's k − 1 arms.
+
+    A column in ``log_scale`` has log-ratio differences (its pairing was made with :func:`log_value`): they are
+    not cut to [−1, 1] even when the name would be bounded."""
     compared = [group for group in groups if group.pairing is not None]
+    logged = set(log_scale)
     for column in columns:
-        bounds = DIFFERENCE_BOUNDS if is_bounded(column) else None
+        bounds = DIFFERENCE_BOUNDS if is_bounded(column) and column not in logged else None
         tests = with_holm([paired_test(group.pairing.differences.get(column, []), bounds=bounds)
                            for group in compared])
         for group, test in zip(compared, tests, strict=True):
@@ -425,17 +484,23 @@ def summarize(runs: Sequence[RunResult], baseline: str | None = None, best_of: s
     else:
         groups = group_runs(runs, constants)
     columns = metric_columns(runs)
+    logged = log_scale_columns(runs, columns)
     for group in groups:
         done = group.completed
         group.stats = {col: mean_std(run_value(run, col) for run in done) for col in columns}
-        group.intervals = {col: arm_interval(done, col) for col in columns}
+        group.intervals = {col: arm_interval(done, col, col in logged) for col in columns}
         group.noise = {col: noise for col in columns if (noise := run_noise(done, col)) is not None}
+        group.log_stats = {col: mean_std(log_value(run, col) for run in done) for col in columns if col in logged}
     base = resolve_baseline(groups, constants, baseline)
     if base is not None and base.n:
+
+        def paired_value(run: RunResult, column: str) -> float | None:
+            return log_value(run, column) if column in logged else run_value(run, column)
+
         for group in groups:
             if group is not base:
-                group.pairing = pair_by_seed(group.completed, base.completed, columns, run_value)
-        compare_with_baseline(groups, [c for c in columns if c not in EXTRA_COLUMNS])
+                group.pairing = pair_by_seed(group.completed, base.completed, columns, paired_value)
+        compare_with_baseline(groups, [c for c in columns if c not in EXTRA_COLUMNS], logged)
     primary = primary_metric(columns)
     if primary:
 
@@ -456,6 +521,7 @@ def summarize(runs: Sequence[RunResult], baseline: str | None = None, best_of: s
         baseline=base,
         baseline_chosen=baseline is not None,
         selection=selection,
+        log_scale=logged,
     )
 
 

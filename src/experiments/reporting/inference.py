@@ -3,8 +3,10 @@
 Three questions, three tools (Agarwal et al., NeurIPS 2021: report interval estimates, not point estimates):
 
 * **Where does an arm's mean lie?** :func:`seed_interval`, over the seeds of one arm.  A metric bounded to
-  [0, 1] (accuracy, mIoU, IoU) gets an interval that stays inside [0, 1]; any other metric gets the ordinary
-  Student t interval.
+  [0, 1] (accuracy, mIoU, IoU) gets an interval that stays inside [0, 1]; a positive scale-type metric that spans
+  orders of magnitude (the loss Hessian's top eigenvalue and trace) gets the log-t interval
+  (:func:`log_t_interval`), an interval for its geometric mean that stays positive; any other metric gets the
+  ordinary Student t interval.
 * **How noisy is one run's number by itself?** :func:`wilson_interval`: a test accuracy is a proportion of
   ``total`` test images, so it carries binomial sampling noise even for a fixed network (Jordan, ICLR 2024: much
   of the seed-to-seed variance of test accuracy is this noise); a test mIoU, a ratio of pixel sums, gets a
@@ -51,6 +53,7 @@ MONTE_CARLO_FLIPS = 200_000
 PER_IMAGE_RESAMPLES = 2000
 #: the method names printed in tables
 T, LOGIT_T, BCA, WILSON, PAIRED_T = "t", "logit-t", "BCa bootstrap", "Wilson", "paired t"
+LOG_T = "log-t"
 PER_IMAGE_BOOTSTRAP = "per-image bootstrap"
 
 
@@ -60,7 +63,7 @@ class Interval:
 
     low: float | None
     high: float | None
-    method: str  # short name printed in tables: "t", "logit-t", "BCa bootstrap", "Wilson"
+    method: str  # short name printed in tables: "t", "logit-t", "log-t", "BCa bootstrap", "Wilson"
 
     @property
     def half_width(self) -> float | None:
@@ -131,6 +134,39 @@ def logit_t_interval(values: Sequence[float], confidence: float = CONFIDENCE, ep
     return Interval(_expit(mean - half), _expit(mean + half), LOGIT_T)
 
 
+def geometric_mean(values: Sequence[float]) -> float | None:
+    """``exp(mean(ln x))``: the centre that :func:`log_t_interval` is an interval for; None for no value or for a
+    value at or below 0 (it has no logarithm).  NaN stays NaN, so a diverged run stays visible."""
+    xs = [float(v) for v in values if v is not None]
+    if not xs or any(x <= 0.0 for x in xs):
+        return None
+    return math.exp(sum(math.log(x) for x in xs) / len(xs))
+
+
+def log_t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """t interval on the log scale, mapped back: ``exp(ȳ ± t_{(1+c)/2, n−1} · s_y/√n)`` with ``y = ln(x)``.
+
+    It is an interval for the *geometric* mean ``exp(ȳ)`` (:func:`geometric_mean`), not the arithmetic mean: for a
+    positive quantity whose seeds differ by factors (a Hessian's top eigenvalue or trace, which span orders of
+    magnitude across arms) the spread is multiplicative, the logs are closer to normal than the values, and the
+    interval stays positive and asymmetric (``×/÷`` the same factor around the centre), where the plain t interval
+    can reach below 0.  Values must be positive (``ValueError`` otherwise: :func:`seed_interval` sends those to the
+    t interval); fewer than two give none, NaN gives NaN, identical values that point.
+    """
+    xs = [float(v) for v in values]
+    if any(x <= 0.0 for x in xs):  # NaN compares False and passes through to a NaN interval
+        raise ValueError(f"log_t_interval needs positive values, got {min(xs)}; use t_interval for these values")
+    if len(xs) < 2:
+        return Interval(None, None, LOG_T)
+    if not all(math.isfinite(x) for x in xs):
+        return Interval(math.nan, math.nan, LOG_T)
+    if all(x == xs[0] for x in xs):
+        return Interval(xs[0], xs[0], LOG_T)
+    logs = t_interval([math.log(x) for x in xs], confidence)
+    assert logs.low is not None and logs.high is not None
+    return Interval(math.exp(logs.low), math.exp(logs.high), LOG_T)
+
+
 def bootstrap_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval | None:
     """BCa bootstrap interval of the mean (``scipy.stats.bootstrap``, fixed seed); None when it is degenerate.
 
@@ -153,10 +189,14 @@ def bootstrap_interval(values: Sequence[float], confidence: float = CONFIDENCE) 
 
 
 def seed_interval(values: Sequence[float], *, bounded: bool, confidence: float = CONFIDENCE,
-                  epsilon: float | None = None) -> Interval:
+                  epsilon: float | None = None, log_scale: bool = False) -> Interval:
     """Across-seed interval of one arm's mean.
 
     ``bounded=False``: the ordinary Student t interval (:func:`t_interval`).
+
+    ``log_scale=True`` (a positive scale-type metric: the Hessian's top eigenvalue or trace): the log-t interval
+    (:func:`log_t_interval`) of the geometric mean; any value at or below 0 (a Hutchinson trace estimate can be
+    negative) sends the values to the t interval, named ``"t"``.  It cannot be combined with ``bounded``.
 
     ``bounded=True`` (accuracy, mIoU, IoU: values in [0, 1]) stays inside [0, 1]:
 
@@ -175,7 +215,11 @@ def seed_interval(values: Sequence[float], *, bounded: bool, confidence: float =
     :data:`DEFAULT_EPSILON`.  Values outside [0, 1] (a metric in percent) cannot be bounded: they get the t
     interval, named ``"t"``.  Fewer than two values give no interval; identical values give that point.
     """
+    if bounded and log_scale:
+        raise ValueError("seed_interval: a metric is either bounded to [0, 1] or on a log scale, not both")
     xs = [float(v) for v in values if v is not None]
+    if log_scale:
+        return log_t_interval(xs, confidence) if all(not x <= 0.0 for x in xs) else t_interval(xs, confidence)
     if not bounded or any(math.isfinite(x) and not 0.0 <= x <= 1.0 for x in xs):
         return t_interval(xs, confidence)
     eps = DEFAULT_EPSILON if epsilon is None else epsilon
@@ -186,8 +230,10 @@ def seed_interval(values: Sequence[float], *, bounded: bool, confidence: float =
     return logit_t_interval(xs, confidence, eps)
 
 
-def seed_interval_method(n: int, bounded: bool) -> str:
+def seed_interval_method(n: int, bounded: bool, log_scale: bool = False) -> str:
     """The method :func:`seed_interval` uses for ``n`` values (before any degenerate fallback)."""
+    if log_scale:
+        return LOG_T
     if not bounded:
         return T
     return BCA if n >= BOOTSTRAP_MIN_N else LOGIT_T
@@ -402,8 +448,9 @@ def sign_flip_min_seeds(alpha: float = 0.05, family: int = 1) -> int:
 
 
 __all__ = [
-    "BCA", "BOOTSTRAP_MIN_N", "CONFIDENCE", "LOGIT_T", "PAIRED_T", "PER_IMAGE_BOOTSTRAP", "T", "WILSON",
-    "Interval", "PairedTest", "bootstrap_interval", "holm", "logit_t_interval", "mean_iou", "paired_test",
+    "BCA", "BOOTSTRAP_MIN_N", "CONFIDENCE", "LOGIT_T", "LOG_T", "PAIRED_T", "PER_IMAGE_BOOTSTRAP", "T", "WILSON",
+    "Interval", "PairedTest", "bootstrap_interval", "geometric_mean", "holm", "log_t_interval", "logit_t_interval",
+    "mean_iou", "paired_test",
     "per_image_miou_interval", "seed_interval",
     "seed_interval_method", "sign_flip_floor", "sign_flip_min_seeds", "sign_flip_p", "t_interval",
     "wilson_interval", "with_holm", "z_critical",

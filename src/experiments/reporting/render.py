@@ -9,7 +9,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.reporting.aggregate import BOUNDED_METRICS, Group, Summary, group_key, is_bounded
+from experiments.reporting.aggregate import (
+    BOUNDED_METRICS,
+    LOG_SCALE_METRICS,
+    Group,
+    Summary,
+    group_key,
+    is_bounded,
+)
 from experiments.reporting.comparison import DEFAULT_LABEL, format_label
 from experiments.reporting.inference import (
     BOOTSTRAP_MIN_N,
@@ -45,8 +52,15 @@ STATISTICS_METHOD = (
     f"bootstrap is too narrow at a few seeds), and a BCa bootstrap of the mean from {BOOTSTRAP_MIN_N} seeds "
     f"({BOOTSTRAP_RESAMPLES} resamples, fixed seed); for every other column the Student-t interval "
     "mean ± t(0.975, n−1)·s/√n, with s the sample std of the n completed runs; a group with one run has no "
-    "interval. The `CI method` column names the method of each row. `test-set ±` is each run's own test-set "
-    "sampling noise, apart from the seeds': the mean over the arm's runs of the half-width of the 95 % Wilson "
+    "interval. Positive scale-type metrics ("
+    + ", ".join(f"`{name}`" for name in LOG_SCALE_METRICS)
+    + ") get the log-t interval exp(ȳ ± t(0.975, n−1)·s_y/√n) with y = ln(value): an interval for the geometric "
+    "mean exp(ȳ), which is therefore the centre shown for them (marked `(geometric)`; `×/÷` the geometric std "
+    "exp(s_y) in the results table), and their Δ vs baseline is the ratio arm/baseline, exp of the mean per-seed "
+    "log ratio with its interval and tests on the log scale (a column with a value ≤ 0 in any run stays on the "
+    "linear scale with the t interval). The `CI method` column names the method of each row. `test-set ±` is "
+    "each run's own test-set sampling noise, apart from the seeds': the mean over the arm's runs of the "
+    "half-width of the 95 % Wilson "
     "interval of the run's test accuracy from its test count N (for test mIoU: of the 95 % percentile bootstrap "
     f"of the run's mIoU over its N test images, {PER_IMAGE_RESAMPLES} resamples). Δ vs baseline: the difference "
     "arm − baseline is taken per seed on the seeds both arms completed, then mean ± t(0.975, n−1)·s_d/√n over "
@@ -97,6 +111,30 @@ def format_stat(column: str, stat: Stat) -> str:
     if stat.n > 1 and stat.std is not None:
         return f"{fmt(stat.mean)} ± {fmt(stat.std)}"
     return fmt(stat.mean)
+
+
+def format_geometric(column: str, log_stat: Stat) -> str:
+    """A log-scale column's cell of the results table: ``geometric mean ×/÷ geometric std`` (exp of the mean and
+    of the sample std of the logs) with more than one value, the bare value for one, ``—`` for none."""
+    if log_stat.mean is None:
+        return "—"
+    centre = math.exp(log_stat.mean)
+    text = _formatter(column, centre)(centre)
+    if log_stat.n > 1 and log_stat.std is not None:
+        return f"{text} ×/÷ {math.exp(log_stat.std):.3f}"
+    return text
+
+
+def format_ratio(shown: Stat | ShownDifference) -> tuple[str, str]:
+    """(ratio, its interval) of a log-scale column's paired difference given in logs: ``×1.523 *`` and
+    ``[×1.102, ×2.104]``; the marker when the ratio's interval excludes 1 (the log interval excludes 0)."""
+    if shown.mean is None:
+        return "—", "—"
+    fmt = _formatter("ratio", math.exp(shown.mean))
+    text = f"×{fmt(math.exp(shown.mean))}" + (f" {MARKER}" if shown.excludes_zero else "")
+    if shown.ci_low is None or shown.ci_high is None:
+        return text, f"none (pairs={shown.n})"
+    return text, f"[×{fmt(math.exp(shown.ci_low))}, ×{fmt(math.exp(shown.ci_high))}]"
 
 
 def format_interval(column: str, stat: Stat | ShownDifference, what: str = "n", reference: float | None = None
@@ -153,13 +191,15 @@ def markdown_table(summary: Summary) -> str:
     """The results table in GitHub Markdown, one row per group: mean ± std of every column."""
     show_bad = any(g.n_failed or g.n_missing for g in summary.groups)
     best = _best_of_header(summary)
-    header = ["group", *best, "n", *summary.columns]
+    header = ["group", *best, "n"]
+    header += [f"{col} (geometric)" if col in summary.log_scale else col for col in summary.columns]
     if show_bad:
         header += ["failed", "missing"]
     rows = []
     for group in summary.groups:
         cells = [group.label, *_best_of_cells(summary, group), str(group.n)]
-        cells += [format_stat(col, group.stats[col]) for col in summary.columns]
+        cells += [format_geometric(col, group.log_stats[col]) if col in summary.log_scale
+                  else format_stat(col, group.stats[col]) for col in summary.columns]
         if show_bad:
             cells += [str(group.n_failed), str(group.n_missing)]
         rows.append(cells)
@@ -175,13 +215,14 @@ def format_p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def format_seed_interval(column: str, stat: Stat, interval: Interval | None) -> str:
-    """The interval over seeds the report shows (bounded for metrics in [0, 1]), in the notation of the mean."""
+def format_seed_interval(column: str, stat: Stat, interval: Interval | None, centre: float | None = None) -> str:
+    """The interval over seeds the report shows (bounded for metrics in [0, 1]), in the notation of the mean (of
+    ``centre`` when given: a log-scale column's geometric mean)."""
     if stat.mean is None:
         return "—"
     if interval is None or interval.low is None or interval.high is None:
         return f"none (n={stat.n})"
-    fmt = _formatter(column, stat.mean)
+    fmt = _formatter(column, stat.mean if centre is None else centre)
     return f"[{fmt(interval.low)}, {fmt(interval.high)}]"
 
 
@@ -207,6 +248,12 @@ def _difference_cells(summary: Summary, group: Group, column: str) -> list[str]:
         return ["—"] * 6
     diff, reference = group.pairing.diffs[column], group.stats[column].mean
     test = group.pairing.tests.get(column)
+    if column in summary.log_scale:  # the differences are log ratios: shown as the ratio arm/baseline
+        ratio, ratio_interval = format_ratio(diff if test is None else _test_stat(diff, test))
+        if test is None:
+            return [ratio, ratio_interval, str(diff.n), "—", "—", "—"]
+        return [ratio, ratio_interval, str(diff.n), format_p(test.p_value), format_p(test.p_holm),
+                _sign_flip_cell(test)]
     if test is None:
         return [format_difference(column, diff, reference), format_interval(column, diff, "pairs", reference),
                 str(diff.n), "—", "—", "—"]
@@ -241,7 +288,8 @@ def _test_stat(diff: Stat, test: PairedTest) -> Stat | ShownDifference:
 def interval_table(summary: Summary, columns: Sequence[str] | None = None) -> str:
     """One row per (metric, group): mean, its 95 % interval over seeds and that interval's method, the runs' own
     test-set noise, the paired difference from the baseline with its interval, and its p-values (paired t, Holm,
-    exact sign-flip).  ``columns`` defaults to every final metric."""
+    exact sign-flip).  ``columns`` defaults to every final metric.  A log-scale column's mean is its geometric mean
+    (the centre of its log-t interval, marked ``(geometric)``) and its Δ the ratio arm/baseline (``×1.52``)."""
     columns = summary.metric_columns if columns is None else list(columns)
     best = _best_of_header(summary)
     header = ["metric", "group", *best, "n", "mean", "95 % CI", "CI method", "test-set ±", "Δ vs baseline",
@@ -252,14 +300,17 @@ def interval_table(summary: Summary, columns: Sequence[str] | None = None) -> st
             stat = group.stats[column]
             interval = group.intervals.get(column)
             method = interval.method if interval is not None and interval.low is not None else "—"
+            centre = group.geometric_mean(column) if column in summary.log_scale else None
+            mean = format_stat(column, Stat(stat.n, stat.mean, None)) if centre is None else \
+                f"{_formatter(column, centre)(centre)} (geometric)"
             rows.append(
                 [
                     column,
                     group.label,
                     *_best_of_cells(summary, group),
                     str(stat.n),
-                    format_stat(column, Stat(stat.n, stat.mean, None)),
-                    format_seed_interval(column, stat, interval),
+                    mean,
+                    format_seed_interval(column, stat, interval, centre),
                     method,
                     format_noise(group, column),
                     *_difference_cells(summary, group, column),
@@ -278,7 +329,8 @@ def interval_methods_note(summary: Summary, columns: Sequence[str] | None = None
             interval = group.intervals.get(column)
             if interval is not None and interval.low is not None:
                 used.setdefault(interval.method, set()).add(group.stats[column].n)
-        kind = "bounded to [0, 1]" if is_bounded(column) else "unbounded"
+        kind = "positive, log scale: interval of the geometric mean" if column in summary.log_scale \
+            else "bounded to [0, 1]" if is_bounded(column) else "unbounded"
         described = "; ".join(f"{method} at n = {', '.join(str(n) for n in sorted(ns))}"
                               for method, ns in used.items()) or "no interval (one run per arm)"
         parts.append(f"`{column}` ({kind}): {described}")
@@ -432,6 +484,13 @@ def render_markdown(summary: Summary, dirs: Sequence[Path], plots: Sequence[Path
         "Groups are keyed by the remaining overrides with `seed` excluded. Cells are mean ± sample std "
         "(ddof=1) over the completed runs of a group; with a single run the std is 0 and `±` is omitted. "
         + (
+            "Columns marked `(geometric)` (" + ", ".join(f"`{c}`" for c in sorted(summary.log_scale))
+            + ") are geometric mean ×/÷ geometric std, exp of the mean and of the sample std of ln(value), "
+            "because they are positive and vary by factors. "
+            if summary.log_scale
+            else ""
+        )
+        + (
             f"Sorted by `{summary.primary}`, descending."
             if summary.primary
             else "No primary metric found; groups are in sweep order."
@@ -466,9 +525,12 @@ def render_markdown(summary: Summary, dirs: Sequence[Path], plots: Sequence[Path
 
 
 #: per column, after ``<col>_mean`` and ``<col>_std``; ``ci_*`` is the interval the report shows (bounded for metrics
-#: in [0, 1]), ``test_halfwidth`` the mean per-run Wilson half-width and ``test_count`` the runs' smallest test count
+#: in [0, 1], log-t for log-scale ones), ``test_halfwidth`` the mean per-run Wilson half-width and ``test_count`` the
+#: runs' smallest test count; for a log-scale column ``diff*`` are ln(arm/baseline), ``geo_mean`` the geometric mean
+#: (the log-t interval's centre) and ``ratio*`` exp of the diff and its interval (all three empty for other columns)
 CSV_INTERVAL_SUFFIXES = ("ci_low", "ci_high", "ci_method", "test_halfwidth", "test_count", "diff", "diff_ci_low",
-                         "diff_ci_high", "diff_n", "diff_p", "diff_p_holm", "diff_p_signflip")
+                         "diff_ci_high", "diff_n", "diff_p", "diff_p_holm", "diff_p_signflip", "geo_mean", "ratio",
+                         "ratio_ci_low", "ratio_ci_high")
 
 
 def csv_header(summary: Summary) -> list[str]:
@@ -483,6 +545,24 @@ def csv_header(summary: Summary) -> list[str]:
 
 def _blank(value: float | int | str | None) -> object:
     return "" if value is None else value
+
+
+def _exp(value: float | None) -> object:
+    return "" if value is None else math.exp(value)
+
+
+def _log_scale_cells(summary: Summary, group: Group, column: str) -> list[object]:
+    """``geo_mean``, ``ratio``, ``ratio_ci_low``, ``ratio_ci_high`` of one CSV cell group (empty off the log scale,
+    and the ratio empty for the baseline or without pairs)."""
+    if column not in summary.log_scale:
+        return ["", "", "", ""]
+    cells: list[object] = [_blank(group.geometric_mean(column))]
+    diff = group.pairing.diffs[column] if group.pairing is not None else None
+    if diff is None:
+        return cells + ["", "", ""]
+    test = group.pairing.tests.get(column) if group.pairing is not None else None
+    shown = diff if test is None else _test_stat(diff, test)
+    return cells + [_exp(shown.mean), _exp(shown.ci_low), _exp(shown.ci_high)]
 
 
 def write_csv(summary: Summary, path: Path) -> None:
@@ -514,6 +594,7 @@ def write_csv(summary: Summary, path: Path) -> None:
                     row += [_blank(shown.mean), _blank(shown.ci_low), _blank(shown.ci_high), diff.n]
                 row += ["", "", ""] if test is None else [_blank(test.p_value), _blank(test.p_holm),
                                                           _blank(test.p_exact)]
+                row += _log_scale_cells(summary, group, col)
             row += [group.n_failed, group.n_missing, ";".join(str(s) for s in group.seeds)]
             row += [
                 "true" if group is summary.baseline else "false",

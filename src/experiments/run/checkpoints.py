@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from experiments.errors import CheckpointError
@@ -238,3 +239,20 @@ class SafeCheckpointIO(TorchCheckpointIO):
             checkpoint, self._verified = self._verified, None
             return checkpoint
         return load_checkpoint(path, map_location=map_location if map_location is not None else "cpu")
+
+
+class InitialWeights(Callback):
+    """Writes ``checkpoints/init.ckpt`` (weights only) just before the first optimiser step of a fresh run.
+
+    The loss landscape interpolates from a run's initial weights to its final ones (Goodfellow et al. 2015); the
+    seed alone would rebuild them only while the model code stays the same, so the run keeps them. A continued
+    run (``resume=true``, ``ckpt_path``) starts past step 0 and keeps the file its first start wrote. One small
+    file per run: the network's weights, about as large as ``best.ckpt`` without the optimiser state."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        # every DDP rank must take the same branch: save_checkpoint waits at a barrier for all of them
+        if trainer.global_step == 0 and not trainer.strategy.broadcast(self.path.exists()):
+            trainer.save_checkpoint(self.path, weights_only=True)

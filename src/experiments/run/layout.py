@@ -8,13 +8,17 @@ A run dir is self-describing (the report, ``evaluate`` and ``resume`` need nothi
       metrics.json                        the RunRecord: status, metrics, provenance, history, diagnostics
       checkpoints/best.ckpt last.ckpt     best by the monitored val metric; last epoch or interrupted batch
       checkpoints/averaged.ckpt           the final averaged weights (callbacks ema or swa), the ones tested
+      checkpoints/init.ckpt               the weights before the first step (the landscape's interpolation start)
+      landscape.json                      python -m experiments.landscape: interpolation, slices, curvature
       evaluation-<ckpt>.json              written by python -m experiments.evaluate
       probe.json                          the linear probe of the encoder (probe=true, or evaluate --probe)
+      calibration.json                    evaluate --temperature-scale: the fitted T, test NLL/ECE before and after
       test_per_image.json                 segmentation: each test image's per-class intersection and union (the
                                           report's per-image bootstrap of test mIoU)
       pretrain/                           pretrain=autoencoder: the unsupervised run this run's encoder starts from
       tensorboard/<run name>/ csv/        logger output (the TensorBoard run named by its overrides, naming.py)
       figures/<tag>/step_<n>.png          every image a diagnostic or task logs, whatever the logger
+      figures/explain/                    python -m experiments.explain: a figure per image, explain.json
       profiler/fit-profile.txt            debug=profiler's report (and a Chrome trace with trainer.profiler=pytorch)
       train.log
 
@@ -55,6 +59,14 @@ PROBE = "probe.json"
 PRETRAINING = "pretrain"
 #: a segmentation run's per-test-image intersections and unions by class (JSON, read back without pickle)
 PER_IMAGE = "test_per_image.json"
+#: ``evaluate --temperature-scale``: the temperature fitted on validation, the test NLL and ECE before and after
+CALIBRATION = "calibration.json"
+#: python -m experiments.explain: its folder under figures/ (one figure per image) and its record there
+EXPLAIN, EXPLAIN_RECORD = "explain", "explain.json"
+#: the weights a run started from (``checkpoints/init.ckpt``): the start of the loss landscape's interpolation
+INIT = "init"
+#: the loss landscape of the run (``python -m experiments.landscape``, diagnostics ``landscape``): slices, curvature
+LANDSCAPE = "landscape.json"
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,21 @@ class RunDir:
         return self.root / PROBE
 
     @property
+    def init_checkpoint(self) -> Path:
+        """The weights before the first optimiser step (written by every fresh run; a continued run keeps its own)."""
+        return self.checkpoint(INIT)
+
+    @property
+    def landscape(self) -> Path:
+        """The loss landscape's numbers: interpolation, slices, curvature, and the settings that made them."""
+        return self.root / LANDSCAPE
+
+    @property
+    def calibration(self) -> Path:
+        """Temperature scaling's result: T, the test split's accuracy, NLL and ECE before and after."""
+        return self.root / CALIBRATION
+
+    @property
     def per_image(self) -> Path:
         """Each test image's per-class pixel intersection and union (segmentation), for the report's bootstrap."""
         return self.root / PER_IMAGE
@@ -129,6 +156,11 @@ class RunDir:
     @property
     def tensorboard(self) -> Path:
         return self.root / TENSORBOARD
+
+    @property
+    def explain(self) -> Path:
+        """Where ``python -m experiments.explain`` writes its figures and ``explain.json`` by default."""
+        return self.root / FIGURES / EXPLAIN
 
     def tensorboard_events(self) -> Path | None:
         """The folder holding this run's TensorBoard event files (``tensorboard/<run name>/``, or ``tensorboard/``

@@ -221,6 +221,7 @@ class RunRecord:
     def complete(self, metrics: dict[str, float | None], **fields: Any) -> dict[str, Any]:
         """The run finished: final metrics, wall time, the end ``fields`` (each declared in the schema), callbacks'
         summaries, HParams to the logger."""
+        metrics = {**metrics, **self._callback_metrics()}
         schema.check_metrics(metrics)
         self.add(status="completed", metrics=metrics, wall_time_s=self._wall_time(), **fields)
         self.add(**self._summaries())
@@ -244,6 +245,15 @@ class RunRecord:
             self._add_on_the_way_out(self._summaries())
         if self._writer and not self._protected:
             self._write()
+
+    def _callback_metrics(self) -> dict[str, float]:
+        """Final metrics that callbacks measured after the test (``run_metrics()``: the loss landscape's curvature),
+        beside the trainer's."""
+        merged: dict[str, float] = {}
+        for callback in self._callbacks:
+            if hasattr(callback, "run_metrics"):
+                merged.update(callback.run_metrics())
+        return merged
 
     def _summaries(self) -> dict[str, Any]:
         """What callbacks contribute to ``metrics.json``: every ``run_summary()`` dict (history, diagnostics...)."""

@@ -116,6 +116,9 @@ class MetricsJson:
                                                       "summary")
     diverged: dict[str, Any] | None = _field("where the divergence guard stopped the run (step, layer, value)",
                                              "summary")
+    sharpness: dict[str, list[float]] | None = _field("the Hessian's top eigenvalue of the training loss during "
+                                                      "training (diagnostics sharpness): step, top_eig, lr",
+                                                      "summary")
 
 
 #: the declared fields, in the order above

@@ -72,6 +72,11 @@ class Task(L.LightningModule):
         self.after_step(x, y, logits, split)
         return loss
 
+    def loss_target(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """What ``loss_fn(network(x), ·)`` compares the output with: the labels (or masks) here; a task that
+        reconstructs its input says otherwise. Lets code outside the task (the loss landscape) evaluate its loss."""
+        return y
+
     def after_step(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, split: str) -> None:
         """Hook for task-specific extras (e.g. logging sample predictions)."""
 

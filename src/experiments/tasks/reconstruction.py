@@ -122,11 +122,16 @@ class ReconstructionTask(Task):
         recon = self.loss_fn.reconstruct(output)
         return (self.to_pixels(recon) if self.loss_fn.target_space == STANDARDISED else recon).clamp(0, 1)
 
+    def loss_target(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The input itself, in the space the loss compares in (standardised, or pixels for ``pixel_bce``); the
+        data's labels ``y`` are not this task's."""
+        return x if self.loss_fn.target_space == STANDARDISED else self.to_pixels(x)
+
     def _step(self, batch: tuple[torch.Tensor, ...], split: str) -> torch.Tensor:
         x = batch[0]  # the labels (or masks) that follow are the data's, not this task's
         output = self(x)
         pixels = self.to_pixels(x)
-        target = x if self.loss_fn.target_space == STANDARDISED else pixels
+        target = self.loss_target(x)
         loss = self.loss_fn(output, target)
         training = split == "train"
         self.log(f"{split}/loss", loss, on_step=training, on_epoch=True, prog_bar=True, sync_dist=True)
