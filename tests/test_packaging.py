@@ -44,6 +44,8 @@ DISTRIBUTION = {
     "timm": "timm",
     "scipy": "scipy",
     "statsmodels": "statsmodels",
+    "captum": "captum",
+    "tqdm": "tqdm",
     "pandas": "pandas",
 }
 

@@ -140,7 +140,7 @@ def explain(run_dir: str | Path, images: str | Path | None = None, ckpt: str = "
     names = class_names(cfg, num_classes, run_dir)
     segmentation = task_kind == "segmentation"
     if segmentation and cls is None:
-        raise ConfigError("--class", None, "a segmentation run explains one class", f"add --class with one of "
+        raise ConfigError("--class", "(not given)", "a segmentation run explains one class", f"add --class with one of "
                           f"{', '.join(names)}")
     chosen = _resolve_class(cls, names) if cls is not None else None
     layer = attr.gradcam_layer(network)
@@ -176,10 +176,30 @@ def explain(run_dir: str | Path, images: str | Path | None = None, ckpt: str = "
         check = attr.randomisation_check(network, layer, first["objective"], x, first["maps"], sanity, steps, seed)
         record["sanity"] = {"explained": first.get("role", names[chosen] if chosen is not None else ""), **check}
     record["figures"] = [str(f) for f in figures]
-    record["tensorboard"] = figs.write_tensorboard(run_dir, x, rows, mean, std)
+    record["tensorboard"] = _write_tensorboard(run_dir, {row.get("role", "class"): figs.tensorboard_grid(
+        x, row["maps"], mean, std) for row in rows})
     saved = out / EXPLAIN_RECORD
     write_json(saved, record)
     return {**record, "saved": str(saved)}
+
+
+def _write_tensorboard(run_dir: Path, grids: dict[str, Any]) -> str:
+    """Each grid as ``~explain/<role>`` (the run's other non-curve sections' prefix) in a new event file of the run's
+    TensorBoard folder: a finished run's logger is closed, and TensorBoard reads every event file of a folder.
+    Returns the folder."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from experiments.run.tensorboard import tensorboard_tag
+
+    run = RunDir(run_dir)
+    folder = run.tensorboard_events() or run.tensorboard
+    writer = SummaryWriter(log_dir=str(folder))
+    try:
+        for role, grid in grids.items():
+            writer.add_image(tensorboard_tag(f"explain/{role}"), grid, 0)
+    finally:
+        writer.close()
+    return str(folder)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

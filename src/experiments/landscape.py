@@ -1,8 +1,9 @@
-"""``python -m experiments.landscape RUN_DIR [ckpt=best|last|averaged|PATH] [--split train|val] [--grid N] ...``
+"""``python -m experiments.landscape RUN_DIR|SWEEP_DIR... [ckpt=best|last|averaged|PATH] [--split train|val] ...``
 
-The loss landscape of a finished run, from nothing but its run dir (:mod:`experiments.diagnostics.landscape` says
-what is measured and why): the interpolation from ``checkpoints/init.ckpt`` to the checkpoint, 1D and 2D slices
-along filter-normalised random directions, and the Hessian's top eigenvalues, |λ_min/λ_max| and trace.
+The loss landscape of a finished run (or of every completed run of a sweep dir), from nothing but its run dir
+(:mod:`experiments.diagnostics.landscape` says what is measured and why): the interpolation from
+``checkpoints/init.ckpt`` to the checkpoint, 1D and 2D slices along filter-normalised random directions, and the
+Hessian's top eigenvalues, |λ_min/λ_max| and trace.
 
 Writes ``<run dir>/landscape.json``, the figures under ``<run dir>/figures/landscape__*/`` and into the run's
 TensorBoard (a new event file beside its training events: ``~landscape/...``, ``~curvature/...``), and, for the
@@ -37,10 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "filter-normalised directions (contour and surface), and the Hessian's top eigenvalues and "
                     "trace. Figures to <run dir>/figures and its TensorBoard, numbers to landscape.json and "
                     "metrics.json.")
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run dir, e.g. outputs/runs/<date>/<time>")
-    parser.add_argument("options", nargs="*", metavar="ckpt=best|last|averaged|PATH",
-                        help="which checkpoint: the run's best (default: the weights its test metrics describe), "
-                             "last, averaged, or a .ckpt file")
+    parser.add_argument("targets", nargs="+", metavar="RUN_DIR|SWEEP_DIR|ckpt=...",
+                        help="run dirs (e.g. outputs/runs/<date>/<time>), or sweep dirs (every completed run in "
+                             "them); ckpt=best (default: the weights the run's test metrics describe), last, "
+                             "averaged or a .ckpt file")
     parser.add_argument("--split", default="train", help="whose loss: train (default, the objective) or val")
     parser.add_argument("--images", type=float, default=256, help="images for interpolation and slices (256)")
     parser.add_argument("--grid", type=float, default=11, help="2D grid points per axis; 0: no 2D slice (11)")
@@ -84,15 +85,32 @@ def settings_from(args: argparse.Namespace) -> Any:
     return LandscapeSettings(**{k: v for k, v in values.items() if k in known})
 
 
-def _checkpoint_spec(options: Sequence[str]) -> str:
-    spec = "best"
-    for option in options:
-        key, sep, value = option.partition("=")
-        if key != "ckpt" or not sep or not value:
-            raise ConfigError(key or option, value, "the only option is ckpt=best|last|averaged|PATH",
-                              "use e.g. ckpt=last")
-        spec = value
-    return spec
+def parse_targets(targets: Sequence[str]) -> tuple[list[Path], str]:
+    """(run dirs, checkpoint spec): a word with ``=`` is the ``ckpt=`` option; a directory holding a run's config
+    is a run dir; any other directory is a sweep, standing for every completed run below it (in name order)."""
+    from experiments.run.layout import PRETRAINING, RunDir
+
+    spec, dirs = "best", []
+    for target in targets:
+        key, sep, value = target.partition("=")
+        if sep:
+            if key != "ckpt" or not value:
+                raise ConfigError(key, value, "the only option is ckpt=best|last|averaged|PATH", "use e.g. ckpt=last")
+            spec = value
+            continue
+        path = Path(target)
+        if path.is_dir() and RunDir(path).config_file() is None:
+            runs = sorted(p.parent for p in path.rglob("metrics.json") if p.parent.name != PRETRAINING
+                          and (RunDir(p.parent).read_record() or {}).get("status") == "completed")
+            if not runs:
+                raise ConfigError("RUN_DIR", path, "it is neither a run dir nor a sweep holding a completed run",
+                                  "point it at a run dir or sweep dir written by python -m experiments.train")
+            dirs += runs
+        else:
+            dirs.append(path)
+    if not dirs:
+        raise ConfigError("RUN_DIR", "", "no run dir was given", "name a run dir or a sweep dir")
+    return dirs, spec
 
 
 def landscape(run_dir: str | Path, ckpt: str = "best", settings: Any = None, accelerator: str = "auto",
@@ -199,7 +217,7 @@ def _print(result: dict[str, Any]) -> None:
         curve = result["interpolation"][split]
         print(f"interpolation from init.ckpt: loss {curve['loss'][0]:.4g} at α=-0.5 … "
               f"{max(curve['loss']):.4g} max … {curve['loss'][-1]:.4g} at α=1.5")
-    else:
+    elif result.get("initial_weights") is None:
         print("interpolation: skipped (the run has no checkpoints/init.ckpt: it predates it)")
     rise = result.get("loss_rise")
     radius = result["settings"]["radius"]
@@ -216,16 +234,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)  # ckpt=... may follow the options
     try:
         settings = settings_from(args)
-        ckpt = _checkpoint_spec(args.options)
-        result = landscape(args.run_dir, ckpt=ckpt, settings=settings, accelerator=args.accelerator,
-                           progress=not args.no_progress)
+        run_dirs, ckpt = parse_targets(args.targets)
+        for run_dir in run_dirs:
+            if len(run_dirs) > 1:
+                print(f"== {run_dir}")
+            result = landscape(run_dir, ckpt=ckpt, settings=settings, accelerator=args.accelerator,
+                               progress=not args.no_progress)
+            _print(result)
+            print(f"saved: {result['saved']}" + (" (and metrics.json)" if result["recorded"] else ""))
+            for figure in result["figures"]:
+                print(f"figure: {figure}")
     except ConfigError as err:  # includes CheckpointError: one sentence, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
-    _print(result)
-    print(f"saved: {result['saved']}" + (" (and metrics.json)" if result["recorded"] else ""))
-    for figure in result["figures"]:
-        print(f"figure: {figure}")
     return 0
 
 

@@ -126,7 +126,8 @@ def test_summary_puts_curvature_on_a_log_scale_and_shift_diff_on_t(tmp_path: Pat
 
 
 def test_a_negative_trace_keeps_the_column_linear(tmp_path: Path) -> None:
-    negative = {1: {"test/acc": 0.8, TRACE: -5.0}, 2: {"test/acc": 0.82, TRACE: 40.0}, 3: {"test/acc": 0.81, TRACE: 9.0}}
+    negative = {1: {"test/acc": 0.8, TRACE: -5.0}, 2: {"test/acc": 0.82, TRACE: 40.0},
+                3: {"test/acc": 0.81, TRACE: 9.0}}
     positive = {s: {"test/acc": 0.8, TRACE: 100.0 * s} for s in (1, 2, 3)}
     summary = summarize(collect_runs([write_sweep(tmp_path, {("a=1",): negative, ("a=2",): positive})]))
     assert summary.log_scale == frozenset()  # one value ≤ 0: every arm on the linear scale, comparable

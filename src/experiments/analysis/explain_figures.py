@@ -1,4 +1,4 @@
-"""What ``python -m experiments.explain`` writes: each image's ``explain.json`` entry, figure and TensorBoard grid.
+"""What ``python -m experiments.explain`` draws: each image's ``explain.json`` entry, figure and TensorBoard grid.
 
 Figures are bare matplotlib ``Figure`` objects (no pyplot), like every figure of a run dir. The image is shown as the
 network's input un-standardised (``x * std + mean``); Grad-CAM is laid over it (``jet``, scaled to its own maximum:
@@ -16,7 +16,6 @@ import torch
 
 from experiments.analysis.attribution import Maps, map_stats
 from experiments.analysis.per_class import save_figure
-from experiments.run.layout import TENSORBOARD, RunDir
 
 #: how much of the overlay is the Grad-CAM colour map
 ALPHA = 0.5
@@ -137,31 +136,15 @@ def draw_all(out: Path, x: torch.Tensor, labels: Sequence[str], entries: Sequenc
     return paths
 
 
-def write_tensorboard(run_dir: Path, x: torch.Tensor, rows: Sequence[dict[str, Any]], mean: Sequence[float],
-                      std: Sequence[float]) -> str:
-    """A grid (a line per image: image, Grad-CAM overlay, IG; small images enlarged) per explained role as a new
-    event file in the run's TensorBoard folder (the run's own logger is closed once it finished; TensorBoard reads
-    every event file of a folder), tagged ``~explain/<role>`` like the run's other non-curve sections. Returns the
-    folder."""
-    from torch.utils.tensorboard import SummaryWriter
+def tensorboard_grid(x: torch.Tensor, maps: Maps, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(3, H', W')`` image for TensorBoard: a line per image (image, Grad-CAM overlay, IG), small images enlarged by a
+    whole factor (nearest neighbour) to at least :data:`TILE` pixels, since TensorBoard shows images at their size."""
     from torchvision.utils import make_grid
 
-    from experiments.run.tensorboard import tensorboard_tag
-
-    run = RunDir(run_dir)
-    folder = run.tensorboard_events() or run.root / TENSORBOARD
-    writer = SummaryWriter(log_dir=str(folder))
-    try:
-        for row in rows:
-            tiles = []
-            for i in range(len(x)):
-                image = pixels(x[i], mean, std)
-                tiles += [image, overlay(image, row["maps"].gradcam[i].cpu()),
-                          coloured(row["maps"].ig[i].cpu(), "bwr", signed=True)]
-            zoom = max(1, TILE // max(x.shape[-2:]))  # TensorBoard shows images at their size: 32 px is a thumbnail
-            grid = make_grid([t.permute(2, 0, 1).repeat_interleave(zoom, 1).repeat_interleave(zoom, 2) for t in tiles],
-                             nrow=3, padding=2, pad_value=1.0)
-            writer.add_image(tensorboard_tag(f"explain/{row.get('role', 'class')}"), grid, 0)
-    finally:
-        writer.close()
-    return str(folder)
+    zoom = max(1, TILE // max(x.shape[-2:]))
+    tiles = []
+    for i in range(len(x)):
+        image = pixels(x[i], mean, std)
+        tiles += [image, overlay(image, maps.gradcam[i].cpu()), coloured(maps.ig[i].cpu(), "bwr", signed=True)]
+    return make_grid([t.permute(2, 0, 1).repeat_interleave(zoom, 1).repeat_interleave(zoom, 2) for t in tiles],
+                     nrow=3, padding=2, pad_value=1.0)

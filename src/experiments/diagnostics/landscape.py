@@ -173,7 +173,9 @@ def measure(task: Any, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torc
     alphas = [-0.5 + 2.0 * i / max(1, s.interpolation_points - 1) for i in range(s.interpolation_points)]
     line = _coords(s.slice_points, s.span)
     grid = _coords(s.grid, s.span) if s.grid > 0 else []
-    total = (len(alphas) * (2 if other else 1) if init is not None else 0) + 2 * len(line) + len(grid) ** 2
+    if init is None:
+        alphas = []
+    total = len(alphas) * (2 if other else 1) + 2 * len(line) + len(grid) ** 2
     bar = _Bar(total, progress)
     try:
         with torch.inference_mode(False), torch.enable_grad():
@@ -183,7 +185,7 @@ def measure(task: Any, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torc
                 "settings": asdict(s), "split": s.split, "images": sum(len(b[0]) for b in batches),
                 "batch_norm": BN_NOTE if has_batch_norm(network) else None, "loss": loss, "metric": metric,
             }
-            if init is not None:
+            if alphas:
                 result["interpolation"] = {"alpha": alphas, s.split: ls.interpolate(
                     network, init, center, alphas, batches, loss_fn, metric_fn, progress=bar)}
                 if other:
@@ -271,6 +273,8 @@ def figures(result: dict[str, Any], title: str = "") -> dict[str, Any]:
         fig.tight_layout()
         made[FIGURES[0]] = fig
     slices = result["slices"]
+    if len(slices["coords"]) < 2:  # curvature only: no slice to draw
+        return made
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     for i, curve in enumerate(slices["directions"]):

@@ -12,7 +12,8 @@ import importlib
 from collections.abc import Sequence
 from types import ModuleType
 
-KEYS = ("depth", "activations", "losses", "batchnorm", "pooling", "overfitting", "upsampling", "dilation", "compute")
+KEYS = ("depth", "activations", "losses", "batchnorm", "pooling", "overfitting", "upsampling", "dilation", "landscape",
+        "compute")
 
 
 def load(keys: Sequence[str] = KEYS) -> list[ModuleType]:
