@@ -94,6 +94,7 @@ def _print_plan(ctx: Context, chosen: list, slots: int) -> int:
     for section in chosen:
         ctx.section = section.KEY
         jobs = section.plan(ctx)
+        ctx.jobs[section.KEY] = jobs  # a later section may measure an earlier one's runs (landscape)
         seconds = sum(j.estimate_s for j in jobs)
         total += seconds
         budget = ctx.picked.get(section.KEY)

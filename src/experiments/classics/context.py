@@ -155,23 +155,29 @@ def commands(jobs: Sequence[Job], rel: Callable[[Path], str]) -> str:
 
 
 def failure(job: Job, rel: Callable[[Path], str] = str) -> str:
-    """Why ``job`` failed, in one line: the runs of its sweep that failed and its log's last error line."""
+    """Why ``job`` failed, in one line: each run of its sweep that did not complete, with its overrides and the
+    sentence its ``metrics.json`` recorded (e.g. the divergence guard's), else the log's last error line."""
     from experiments.classics.jobs import last_error
 
     parts = []
     sweep = next((a.split("=", 1)[1] for a in job.args if a.startswith("hydra.sweep.dir=")), None)
     if sweep is not None:
-        statuses = sweep_statuses(Path(sweep))
-        if statuses:
-            failed = sum(1 for s in statuses if s != "completed")
-            parts.append(f"{failed} of {len(statuses)} runs did not complete")
+        runs = sweep_runs(Path(sweep))
+        bad = [(overrides, status, error) for overrides, status, error in runs if status != "completed"]
+        if runs:
+            parts.append(f"{len(bad)} of {len(runs)} runs did not complete")
+        for overrides, status, error in bad[:3]:
+            parts.append(f"{' '.join(overrides) or 'a run'}: {status}" + (f", `{error}`" if error else ""))
+        if bad and all(error for _, _, error in bad):
+            return "; ".join(parts)
     error = last_error(job.log)
     parts.append(f"`{error}`" if error else "the log holds no error line")
     return "; ".join(parts)
 
 
-def sweep_statuses(sweep: Path) -> list[str]:
-    """The status every run under a sweep dir recorded in its ``metrics.json`` (``missing`` when none)."""
+def sweep_runs(sweep: Path) -> list[tuple[list[str], str, str | None]]:
+    """(overrides, status, error sentence) of every run under a sweep dir, from its ``metrics.json`` (status
+    ``missing`` when there is none)."""
     import json
 
     found = []
@@ -179,7 +185,15 @@ def sweep_statuses(sweep: Path) -> list[str]:
         if not (child / ".hydra").is_dir() and not (child / "metrics.json").is_file():
             continue
         try:
-            found.append(str(json.loads((child / "metrics.json").read_text(encoding="utf-8")).get("status")))
+            record = json.loads((child / "metrics.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            found.append("missing")
+            found.append(([], "missing", None))
+            continue
+        overrides = [o for o in record.get("overrides") or [] if not o.startswith(("hydra.", "seed="))]
+        found.append((overrides, str(record.get("status")), record.get("error")))
     return found
+
+
+def sweep_statuses(sweep: Path) -> list[str]:
+    """The status every run under a sweep dir recorded in its ``metrics.json`` (``missing`` when none)."""
+    return [status for _, status, _ in sweep_runs(sweep)]

@@ -56,29 +56,46 @@ def landscape_job(name: str, sweep: Path, options: Sequence[str], estimate_s: fl
     """``python -m experiments.landscape <sweep dir> [options]``: every completed run of a sweep (phase 2: after the
     training that writes them)."""
     args = ["-m", "experiments.landscape", str(sweep), *options]
-    return Job(KEY, name, args, sweep.parent / f"{sweep.name}-landscape.log", estimate_s=estimate_s, phase=2)
+    return Job(KEY, name, args, sweep.parent / f"{sweep.name}-landscape.log", estimate_s=estimate_s, phase=2,
+               extra_env={"PYTHONWARNINGS": "ignore"})
+
+
+def _sources(ctx: Context) -> dict[str, tuple[Path, tuple[int, ...], bool]]:
+    """Where the depth and batch-norm runs come from: (sweep root, seeds, trained by this section?). When the depth
+    and batch-norm sections run in the same invocation (they plan first), their runs are measured, with their seeds;
+    alone (``--only landscape``), this section trains the same nets itself."""
+    own = ctx.pick(BUDGETS)
+    found = {}
+    for part in ("depth", "batchnorm"):
+        if part in ctx.jobs and part in ctx.picked:
+            found[part] = (ctx.dir(part) / "runs", ctx.picked[part].seeds, False)
+        else:
+            found[part] = (ctx.dir(KEY) / "runs" / part, own.seeds, True)
+    return found
 
 
 def plan(ctx: Context) -> list[Job]:
     budget = ctx.pick(BUDGETS)
     here = ctx.dir(KEY) / "runs"
     quick = list(budget.overrides)
-    seeds = budget.seeds
     jobs: list[Job] = []
-    for s in seeds:
-        jobs.append(_train(f"depth/seed{s}", [*DEPTH, *quick, f"seed={s}"], here / "depth" / f"seed{s}",
-                           2 * (55.0 if not ctx.quick else 12.0)))
-        jobs.append(_train(f"batchnorm/seed{s}", [*BATCHNORM, *quick, f"seed={s}"], here / "batchnorm" / f"seed{s}",
-                           2 * (20.0 if not ctx.quick else 6.0)))
-        jobs.append(landscape_job(f"depth/seed{s}", here / "depth" / f"seed{s}",
-                                  DEPTH_LANDSCAPE if not ctx.quick else (*DEPTH_LANDSCAPE, "--images", "32",
-                                                                         "--curvature-images", "32", "--grid", "3"),
-                                  2 * (60.0 if not ctx.quick else 10.0)))
-        jobs.append(landscape_job(f"batchnorm/seed{s}", here / "batchnorm" / f"seed{s}", CURVATURE_ONLY,
-                                  2 * (12.0 if not ctx.quick else 5.0)))
-    for s in seeds[:2]:
+    sources = _sources(ctx)
+    depth_options = DEPTH_LANDSCAPE if not ctx.quick else (*DEPTH_LANDSCAPE, "--images", "32", "--curvature-images",
+                                                           "32", "--grid", "3")
+    for part, (root, seeds, own) in sources.items():
+        overrides = DEPTH if part == "depth" else BATCHNORM
+        options = depth_options if part == "depth" else CURVATURE_ONLY
+        per_run = {"depth": 55.0, "batchnorm": 30.0}[part] if not ctx.quick else 10.0
+        measure = {"depth": 22.0, "batchnorm": 12.0}[part] if not ctx.quick else 8.0
+        runs = 2 if own else 4  # the depth and batch-norm sections' sweeps hold four nets per seed
+        for s in seeds:
+            if own:
+                jobs.append(_train(f"{part}/seed{s}", [*overrides, *quick, f"seed={s}"], root / f"seed{s}",
+                                   2 * per_run))
+            jobs.append(landscape_job(f"{part}/seed{s}", root / f"seed{s}", options, runs * measure))
+    for s in budget.seeds[:2]:
         eos = [*EOS, *(EOS_QUICK if ctx.quick else ()), f"seed={s}"]
-        jobs.append(_train(f"eos/seed{s}", eos, here / "eos" / f"seed{s}", 2 * (120.0 if not ctx.quick else 10.0)))
+        jobs.append(_train(f"eos/seed{s}", eos, here / "eos" / f"seed{s}", 2 * (75.0 if not ctx.quick else 10.0)))
     return jobs
 
 
@@ -117,8 +134,15 @@ def settled(run: RunResult) -> float | None:
 
 
 def _arms(ctx: Context, part: str, arms: dict[str, tuple[str, ...]]) -> dict[str, list[RunResult]]:
-    summary = evidence.load([ctx.dir(KEY) / "runs" / part])
-    return {label: evidence.runs_of(evidence.find(summary, *keys)) for label, keys in arms.items()}
+    """Each arm's completed runs; an override every run shares (this section's own depth-32 sweep) is not part of
+    the report's group keys, so an arm is looked up with its full overrides first, then without the first one."""
+    root = _sources(ctx)[part][0] if part in ("depth", "batchnorm") else ctx.dir(KEY) / "runs" / part
+    summary = evidence.load([root])
+    found = {}
+    for label, keys in arms.items():
+        group = evidence.find(summary, *keys) or (evidence.find(summary, *keys[1:]) if len(keys) > 1 else None)
+        found[label] = evidence.runs_of(group)
+    return found
 
 
 # ------------------------------------------------------------------------------------------------- figures
@@ -207,17 +231,22 @@ def render(ctx: Context) -> Rendered:
     budget = ctx.pick(BUDGETS)
     here = ctx.dir(KEY)
     plain, res = f"plain-{DEEP}", f"ResNet-{DEEP}"
-    depth = _arms(ctx, "depth", {plain: ("model.residual=False",), res: ("model.residual=True",)})
-    norm = _arms(ctx, "batchnorm", {"ReLU + BN": ("norm=batch",), "ReLU": ("norm=none",)})
+    depth = _arms(ctx, "depth", {plain: (f"model.depth={DEEP}", "model.residual=False"),
+                                 res: (f"model.depth={DEEP}", "model.residual=True")})
+    shallow = _arms(ctx, "depth", {"plain-20": ("model.depth=20", "model.residual=False"),
+                                   "ResNet-20": ("model.depth=20", "model.residual=True")})
+    shallow = {k: v for k, v in shallow.items() if v and _sources(ctx)["depth"][2] is False}
+    norm = _arms(ctx, "batchnorm", {"ReLU + BN": ("activation=relu", "norm=batch"),
+                                    "ReLU": ("activation=relu", "norm=none")})
     eos = _arms(ctx, "eos", {lr: (f"optimizer.lr={lr}",) for lr in RATES})
-    metric = evidence.metric_of
+    metric, log10 = evidence.metric_of, evidence.log10_of
     rise, ratio, top = metric("train/loss_rise"), metric("train/eig_ratio"), metric("train/top_eig")
     trace = metric("train/hessian_trace")
 
     rows = [[label, evidence.fmt(evidence.arm(arm_runs, metric("test/acc"), True)),
              evidence.fmt(evidence.arm(arm_runs, rise, False)), evidence.fmt(evidence.arm(arm_runs, ratio, False)),
              evidence.fmt(evidence.geometric(arm_runs, top), 3), evidence.fmt(evidence.geometric(arm_runs, trace), 3)]
-            for label, arm_runs in depth.items()]
+            for label, arm_runs in {**shallow, **depth}.items()]
     depth_table = evidence.table(["net", "test accuracy", f"training-loss rise at radius {RADIUS:g}",
                                   "|λ_min/λ_max|", "top eigenvalue (geometric mean)", "Hessian trace (geometric)"],
                                  rows)
@@ -234,11 +263,14 @@ def render(ctx: Context) -> Rendered:
                          ", ".join(f"{v / (2.0 / lr):.2f}" for v in values) or "—"])
     eos_table = evidence.table(["η", "2/η", "settled sharpness per seed (median of the last third)",
                                 "÷ 2/η"], eos_rows)
-    log10 = evidence.log10_of
     claims = judge([
         paired(f"the deep plain net's minimum is sharper along filter-normalised directions: plain-{DEEP}'s "
-               f"training loss rises more at radius {RADIUS:g} than ResNet-{DEEP}'s (Li et al. Fig. 5)",
-               evidence.paired_values(depth[plain], depth[res], rise), names=(plain, res)),
+               f"training loss rises more at radius {RADIUS:g} than ResNet-{DEEP}'s (log10 of the rise; Li et al. "
+               f"Fig. 5)", evidence.paired_values(depth[plain], depth[res], log10(rise)),
+               names=(f"log10 {plain}", f"log10 {res}"), digits=2),
+        paired(f"and sharper in the Hessian: plain-{DEEP}'s top eigenvalue exceeds ResNet-{DEEP}'s (log10; "
+               f"Keskar et al. 2017's sharpness)", evidence.paired_values(depth[plain], depth[res], log10(top)),
+               names=(f"log10 {plain}", f"log10 {res}"), digits=2),
         paired(f"and is less convex: plain-{DEEP}'s |λ_min/λ_max| exceeds ResNet-{DEEP}'s (Li et al. §7)",
                evidence.paired_values(depth[plain], depth[res], ratio), names=(plain, res)),
         paired("batch norm lowers the top Hessian eigenvalue of the ReLU net (log10, Ghorbani et al. 2019)",
