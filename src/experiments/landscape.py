@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run dirs (e.g. outputs/runs/<date>/<time>), or sweep dirs (every completed run in "
                              "them); ckpt=best (default: the weights the run's test metrics describe), last, "
                              "averaged or a .ckpt file")
+    parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                        help="of a sweep, only the runs with this override (repeatable), e.g. --where model.depth=32")
     parser.add_argument("--split", default="train", help="whose loss: train (default, the objective) or val")
     parser.add_argument("--images", type=float, default=256, help="images for interpolation and slices (256)")
     parser.add_argument("--grid", type=float, default=11, help="2D grid points per axis; 0: no 2D slice (11)")
@@ -85,9 +87,10 @@ def settings_from(args: argparse.Namespace) -> Any:
     return LandscapeSettings(**{k: v for k, v in values.items() if k in known})
 
 
-def parse_targets(targets: Sequence[str]) -> tuple[list[Path], str]:
+def parse_targets(targets: Sequence[str], where: Sequence[str] = ()) -> tuple[list[Path], str]:
     """(run dirs, checkpoint spec): a word with ``=`` is the ``ckpt=`` option; a directory holding a run's config
-    is a run dir; any other directory is a sweep, standing for every completed run below it (in name order)."""
+    is a run dir; any other directory is a sweep, standing for every completed run below it (in name order) whose
+    recorded overrides include every ``where`` (``model.depth=32``)."""
     from experiments.run.layout import PRETRAINING, RunDir
 
     spec, dirs = "best", []
@@ -100,11 +103,14 @@ def parse_targets(targets: Sequence[str]) -> tuple[list[Path], str]:
             continue
         path = Path(target)
         if path.is_dir() and RunDir(path).config_file() is None:
-            runs = sorted(p.parent for p in path.rglob("metrics.json") if p.parent.name != PRETRAINING
-                          and (RunDir(p.parent).read_record() or {}).get("status") == "completed")
+            records = {p.parent: RunDir(p.parent).read_record() or {} for p in path.rglob("metrics.json")
+                       if p.parent.name != PRETRAINING}
+            runs = sorted(run for run, record in records.items() if record.get("status") == "completed"
+                          and set(where) <= set(record.get("overrides") or []))
             if not runs:
-                raise ConfigError("RUN_DIR", path, "it is neither a run dir nor a sweep holding a completed run",
-                                  "point it at a run dir or sweep dir written by python -m experiments.train")
+                wanted = f" with {' '.join(where)}" if where else ""
+                raise ConfigError("RUN_DIR", path, "it is neither a run dir nor a sweep holding a completed run"
+                                  + wanted, "point it at a run dir or sweep dir written by python -m experiments.train")
             dirs += runs
         else:
             dirs.append(path)
@@ -234,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)  # ckpt=... may follow the options
     try:
         settings = settings_from(args)
-        run_dirs, ckpt = parse_targets(args.targets)
+        run_dirs, ckpt = parse_targets(args.targets, args.where)
         for run_dir in run_dirs:
             if len(run_dirs) > 1:
                 print(f"== {run_dir}")
