@@ -77,7 +77,8 @@ def test_checkpoint_options_top_k_monitor_and_no_last(make_cfg) -> None:
     kept = sorted(p.name for p in checkpoints.glob("*.ckpt"))
     losses = record["history"]["val/loss"]
     best_two = sorted(range(3), key=lambda e: losses[e])[:2]  # mode inferred from the name: min for a loss
-    assert kept == sorted(f"best-epoch{e:03d}.ckpt" for e in best_two)  # no last.ckpt, no best.ckpt
+    # no last.ckpt, no best.ckpt; init.ckpt (the weights before the first step) is every run's
+    assert kept == sorted([*(f"best-epoch{e:03d}.ckpt" for e in best_two), "init.ckpt"])
     assert record["best_checkpoint"] == str(checkpoints / f"best-epoch{best_two[0]:03d}.ckpt")
     assert record["metrics"]["val/best_loss"] == pytest.approx(min(losses))
 

@@ -29,6 +29,7 @@ def assert_two_jobs_completed(sweep: Path) -> None:
         assert record["metrics"]["test/acc"] is not None
 
 
+@pytest.mark.slow  # two processes each importing torch and Lightning; the packed launcher's tests cover parallel jobs
 @needs_plugin("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher")
 def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"

@@ -182,6 +182,45 @@ def _task_with_weights(cfg: DictConfig, path: Path) -> Any:
     return task
 
 
+def load_task(run_dir: str | Path, ckpt: str = "best", accelerator: str = "cpu"
+              ) -> tuple[DictConfig, Path, Any]:
+    """(the run's config, the checkpoint's path, its task with those weights) for the commands that read a run
+    back (probe, temperature scaling, landscape): seeded with the run's seed, on the GPU when ``accelerator`` asks
+    for one (``gpu``/``cuda``, or ``auto`` with one present)."""
+    import lightning as L
+    import torch
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    path = resolve_checkpoint(run_dir, ckpt)
+    L.seed_everything(int(cfg.get("seed", 0)), verbose=False)
+    task = _task_with_weights(cfg, path)
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        task = task.cuda()
+    return cfg, path, task
+
+
+def is_tested_checkpoint(run_dir: str | Path, path: str | Path) -> bool:
+    """Whether ``path`` is the checkpoint the run tested (its record's ``best_checkpoint``): only numbers measured on
+    those weights may join the run's metrics.json."""
+    best = (RunDir(run_dir).read_record() or {}).get("best_checkpoint")
+    return bool(best) and Path(str(best)).resolve() == Path(path).resolve()
+
+
+def folder_images(key: str, folder: str | Path) -> list[Path]:
+    """The PNG/JPEG/BMP files of ``folder`` (``--predict``, ``explain --images``); one sentence naming ``key`` when
+    it is not a folder or holds none."""
+    from experiments.run.predict import image_files
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(key, folder, "no such directory", f"point {key} at a folder of PNG/JPEG images")
+    files = image_files(folder)
+    if not files:
+        raise ConfigError(key, folder, "it holds no PNG, JPEG or BMP images", f"point {key} at a folder of images")
+    return files
+
+
 def evaluate(run_dir: str | Path, ckpt: str = "best", accelerator: str = "auto", data: Sequence[str] = ()
              ) -> dict[str, Any]:
     """Test the run's checkpoint on its test split, or on the test split of other ``data`` (overrides such as
@@ -257,17 +296,12 @@ def predict(
     """Predict every image in ``folder``; returns the path of the ``predictions.csv`` written in ``out``."""
     import torch
 
-    from experiments.run.predict import image_files, load_images, write_masks, write_probabilities
+    from experiments.run.predict import load_images, write_masks, write_probabilities
 
     run_dir, folder = Path(run_dir), Path(folder)
     out = Path(out) if out is not None else run_dir / "predictions"
     cfg = load_run_config(run_dir)
-    if not folder.is_dir():
-        raise ConfigError("--predict", folder, "no such directory", "point --predict at a folder of PNG/JPEG images")
-    files = image_files(folder)
-    if not files:
-        raise ConfigError("--predict", folder, "it holds no PNG, JPEG or BMP images",
-                          "point --predict at a folder of images")
+    files = folder_images("--predict", folder)
     task = _task_with_weights(cfg, resolve_checkpoint(run_dir, ckpt)).eval()
     mean, std = _data_stats(cfg, run_dir)
     images, sizes = load_images(files, int(cfg.data.image_size), int(cfg.data.channels), mean, std)
@@ -292,25 +326,15 @@ def probe(run_dir: str | Path, ckpt: str = "best", accelerator: str = "auto") ->
     """The linear probe of the checkpoint's encoder on the run's data (``run/probe.py``); saves ``probe.json`` and
     returns its body plus ``saved`` and ``recorded`` (whether the run's metrics.json took the accuracies: only for its
     own best checkpoint, the weights its other metrics describe, and only once the run completed)."""
-    import lightning as L
-    import torch
-
     from experiments import build
     from experiments.run.probe import probe_network, save_probe
     from experiments.run.record import RunRecord
 
     run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    path = resolve_checkpoint(run_dir, ckpt)
-    L.seed_everything(int(cfg.get("seed", 0)), verbose=False)
-    task = _task_with_weights(cfg, path)
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        task = task.cuda()
+    cfg, path, task = load_task(run_dir, ckpt, accelerator)
     result = probe_network(task.network, build.build_datamodule(cfg))
     saved = save_probe(run_dir, result, path)
-    best = (RunDir(run_dir).read_record() or {}).get("best_checkpoint")
-    own = bool(best) and Path(str(best)).resolve() == path.resolve()
-    recorded = own and RunRecord.add_metrics(run_dir, result["metrics"])
+    recorded = is_tested_checkpoint(run_dir, path) and RunRecord.add_metrics(run_dir, result["metrics"])
     return {**result, "checkpoint": str(path), "saved": str(saved), "recorded": recorded}
 
 
@@ -361,9 +385,8 @@ def temperature_scale(run_dir: str | Path, ckpt: str = "best", accelerator: str 
     figure = save_figure(reliability_figure(before, report["test"]["before"]["ece"], title, after=after,
                                             after_ece=report["test"]["after"]["ece"]),
                          reliability_figure_path(run_dir, "temperature-scaled"))
-    best = (RunDir(run_dir).read_record() or {}).get("best_checkpoint")
-    own = bool(best) and Path(str(best)).resolve() == path.resolve()
-    recorded = own and RunRecord.add_metrics(run_dir, {"test/ece_scaled": report["test"]["after"]["ece"]})
+    recorded = is_tested_checkpoint(run_dir, path) and RunRecord.add_metrics(
+        run_dir, {"test/ece_scaled": report["test"]["after"]["ece"]})
     return {**body, "saved": str(saved), "figure": str(figure), "recorded": recorded}
 
 

@@ -41,6 +41,7 @@ from experiments.evaluate import (
     _data_stats,
     _task_with_weights,
     class_names,
+    folder_images,
     load_run_config,
     parse_options,
     resolve_checkpoint,
@@ -89,14 +90,9 @@ def _inputs(cfg: Any, run_dir: Path, images: Path | None, n: int, seed: int) -> 
     import torch
 
     if images is not None:
-        from experiments.run.predict import image_files, load_images
+        from experiments.run.predict import load_images
 
-        if not images.is_dir():
-            raise ConfigError("--images", images, "no such directory", "point --images at a folder of PNG/JPEG images")
-        files = image_files(images)
-        if not files:
-            raise ConfigError("--images", images, "it holds no PNG, JPEG or BMP images",
-                              "point --images at a folder of images")
+        files = folder_images("--images", images)
         mean, std = _data_stats(cfg, run_dir)
         return load_images(files, int(cfg.data.image_size), int(cfg.data.channels), mean, std)[0], None, \
             [f.name for f in files]

@@ -123,23 +123,15 @@ def landscape(run_dir: str | Path, ckpt: str = "best", settings: Any = None, acc
               progress: bool = True) -> dict[str, Any]:
     """Measure, draw and record the landscape of one run's checkpoint; returns the saved dict plus ``saved``,
     ``figures`` and ``recorded`` (whether metrics.json took the numbers)."""
-    import lightning as L
-    import torch
-
     from experiments import build
     from experiments.diagnostics import landscape as lsd
-    from experiments.evaluate import _task_with_weights, load_run_config, resolve_checkpoint
+    from experiments.evaluate import is_tested_checkpoint, load_task
     from experiments.run.layout import RunDir, write_json
     from experiments.run.record import RunRecord
 
     run_dir = Path(run_dir)
     settings = settings or lsd.LandscapeSettings()
-    cfg = load_run_config(run_dir)
-    path = resolve_checkpoint(run_dir, ckpt)
-    L.seed_everything(int(cfg.get("seed", 0)), verbose=False)
-    task = _task_with_weights(cfg, path)
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        task = task.cuda()
+    cfg, path, task = load_task(run_dir, ckpt, accelerator)
     datamodule = build.build_datamodule(cfg)
     datamodule.setup("fit")
     train, val = lsd.split_tensors(datamodule, "train"), lsd.split_tensors(datamodule, "val")
@@ -155,10 +147,7 @@ def landscape(run_dir: str | Path, ckpt: str = "best", settings: Any = None, acc
     step = _checkpoint_step(path)
     drawn = _draw(run, result, step)
     _to_tensorboard(run, result, drawn, step)
-    record = run.read_record() or {}
-    best = record.get("best_checkpoint")
-    own = bool(best) and Path(str(best)).resolve() == path.resolve()
-    recorded = own and RunRecord.add_metrics(run_dir, lsd.metrics_of(result))
+    recorded = is_tested_checkpoint(run_dir, path) and RunRecord.add_metrics(run_dir, lsd.metrics_of(result))
     return {**result, "saved": str(run.landscape), "figures": [str(p) for p in drawn.values()],
             "recorded": recorded}
 

@@ -95,6 +95,7 @@ def test_a_layer_the_model_lacks_is_one_sentence_before_training() -> None:
         FeatureMaps(every_n_epochs=0).setup(None, TinyTask(network), "fit")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # diagnostics=full's own test (test_diagnostics_training.py) trains with this callback by default
 def test_a_full_diagnostics_run_draws_kernels_and_stage_maps_each_epoch(make_cfg) -> None:
     from experiments.train import train
 

@@ -118,7 +118,7 @@ def test_the_command_is_reproducible_from_its_seed_and_records_the_tested_checkp
     (["--split", "test"], "--split=test"),
     (["--grid", "2.5"], "--grid=2.5"),
     (["--radius", "2"], "--radius=2.0"),
-    (["ckpt"], "ckpt="),
+    (["ckpt=", "--where", "x=1"], "ckpt="),
 ])
 def test_bad_options_are_one_sentence_and_exit_2(trained_run, capsys, args: list[str], named: str) -> None:
     from experiments.landscape import main

@@ -28,9 +28,9 @@ TITLE = "Depth: plain vs residual (He et al. 2016)"
 CLEAN_SHAPES = ("data.min_contrast=0.5", "data.noise=0.02", "data.gradient=0", "data.min_scale=0.5")
 BUDGETS = {
     # the experiment's own budget (conf/budget/plain_vs_residual/cpu.yaml: 3 000 images of 16x16 px, 5 epochs,
-    # width 8, AdamW one-cycle) on the cleaner shapes, depth 20 and 32, five seeds; planned 45 s a run (32 layers
-    # took 58 s on one thread with two runs side by side, idle)
-    FULL: Budget((0, 1, 2, 3, 4), (*CLEAN_SHAPES, "model.depth=20,32"), run_s=45.0),
+    # width 8, AdamW one-cycle) on the cleaner shapes, depth 20 and 32, five seeds; 594 core-s for its 20 runs on
+    # the page of 2026-12-07 (idle, one thread each, two side by side)
+    FULL: Budget((0, 1, 2, 3, 4), (*CLEAN_SHAPES, "model.depth=20,32"), run_s=30.0),
     QUICK: Budget((0, 1), (*CLEAN_SHAPES, "model.depth=20,32", "data.train_size=400", "data.val_size=100",
                            "data.test_size=100",
                            "trainer.max_epochs=2"), run_s=15.0),
