@@ -38,6 +38,10 @@ def test_full_diagnostics_fill_tensorboard_metrics_json_and_the_run_dir(make_cfg
     for tag in (f"hist_act/{act}", f"hist_weight/{conv}", f"hist_grad/{conv}"):
         assert tb(tag) in histograms, tag
     assert tb("diagnostics/gradient_flow") in tags["images"]
+    # the features diagnostic: kernels from step 0, their change since then from the first validation epoch on
+    assert [e.step for e in events.Images(tb(f"diagnostics/kernels/{conv}"))][0] == 0
+    changes = [e.step for e in events.Images(tb(f"diagnostics/kernel_change/{conv}"))]
+    assert changes and 0 not in changes
     assert any(t.startswith("model_summary") for t in tags["tensors"])
     assert [e.step for e in events.Scalars(tb("diagnostics/vanishing_ratio"))] == [0, 3, 6]
 

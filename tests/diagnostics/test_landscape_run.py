@@ -153,3 +153,20 @@ def test_sharpness_is_the_top_hessian_eigenvalue_during_full_batch_descent(make_
     hvp = ls.hvp_operator(start.network, params, [(images, labels)], start.loss_fn)
     exact = ls.top_eigenvalues(hvp, params, k=1, iters=40, generator=torch.Generator().manual_seed(3))[0]
     assert sharpness["top_eig"][0] == pytest.approx(exact, rel=0.02)
+
+
+def test_a_sweep_dir_stands_for_its_completed_runs_and_where_picks_among_them(tmp_path: Path) -> None:
+    from experiments.errors import ConfigError
+    from experiments.landscape import parse_targets
+
+    sweep = tmp_path / "sweep"
+    for job, (status, depth) in enumerate([("completed", 20), ("completed", 32), ("failed", 32)]):
+        run = sweep / str(job)
+        (run / "pretrain").mkdir(parents=True)
+        record = {"status": status, "overrides": [f"model.depth={depth}", "seed=0"]}
+        (run / "metrics.json").write_text(json.dumps(record))
+        (run / "pretrain" / "metrics.json").write_text(json.dumps(record))  # a nested pre-training run: not listed
+    assert parse_targets([str(sweep)]) == ([sweep / "0", sweep / "1"], "best")
+    assert parse_targets([str(sweep), "ckpt=last"], ["model.depth=32"]) == ([sweep / "1"], "last")
+    with pytest.raises(ConfigError, match="with model.depth=56"):
+        parse_targets([str(sweep)], ["model.depth=56"])

@@ -231,7 +231,10 @@ class FeatureMaps(Callback):
     * ``images`` – the fixed validation images whose feature maps are drawn (0: kernels only);
     * ``channels`` – channels shown per stage (the first ones, the same every epoch).
 
-    Images: ``diagnostics/kernels/<layer>`` and ``diagnostics/feature_maps``, PNGs under ``figures/``.
+    Images: ``diagnostics/kernels/<layer>``, ``diagnostics/kernel_change/<layer>`` (the kernels minus those at the
+    first drawing, on their own symmetric scale: small 3×3 kernels move a fraction of their random start in a short
+    run, so what training *added* — oriented brightness steps on the shapes — shows in the change before it shows in
+    the kernels) and ``diagnostics/feature_maps``, PNGs under ``figures/``.
     """
 
     def __init__(self, every_n_epochs: int = 1, layers: Sequence[str] = (), images: int = 4,
@@ -242,6 +245,8 @@ class FeatureMaps(Callback):
         self.images = images
         self.channels = channels
         self._kernels: dict[str, nn.Conv2d] = {}
+        #: each layer's kernels when first drawn (initialisation, or a resumed run's restart)
+        self._first: dict[str, torch.Tensor] = {}
         self._stages = False
         self._images: torch.Tensor | None = None
 
@@ -283,6 +288,10 @@ class FeatureMaps(Callback):
         step = trainer.global_step
         for name, conv in self._kernels.items():
             log_image(trainer, f"diagnostics/kernels/{name}", kernel_grid(conv.weight), step)
+            first = self._first.setdefault(name, conv.weight.detach().clone())
+            change = conv.weight.detach() - first
+            if change.abs().max() > 0:
+                log_image(trainer, f"diagnostics/kernel_change/{name}", kernel_grid(change), step)
         if not (self._stages and self.images):
             return
         if self._images is None:

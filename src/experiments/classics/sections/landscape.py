@@ -137,6 +137,11 @@ def settled(run: RunResult) -> float | None:
     return tail[mid] if len(tail) % 2 else (tail[mid - 1] + tail[mid]) / 2
 
 
+def _farthest(values: Sequence[float], target: float) -> float | None:
+    """The value farthest from ``target`` (None for none): a claim about every seed is judged by its worst."""
+    return max(values, key=lambda v: abs(v - target)) if values else None
+
+
 def _arms(ctx: Context, part: str, arms: dict[str, tuple[str, ...]]) -> dict[str, list[RunResult]]:
     """Each arm's completed runs; an override every run shares (this section's own depth-32 sweep) is not part of
     the report's group keys, so an arm is looked up with its full overrides first, then without the first one."""
@@ -169,22 +174,25 @@ def _contours(runs: dict[str, list[RunResult]], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    low = min(min(v for row in land["surface"]["loss"] for v in row) for land in found.values())
-    high = max(float(np.percentile(np.asarray(land["surface"]["loss"]), 90)) for land in found.values())
-    levels = np.linspace(low, high, 14)
+    # log10 of the loss on shared levels: a deep plain net's loss grows by orders of magnitude within the grid, which
+    # on a linear scale would leave the residual net's panel empty
+    logs = {label: np.log10(np.clip(np.asarray(land["surface"]["loss"], dtype=float), 1e-6, None))
+            for label, land in found.items()}
+    low = min(float(np.nanmin(v)) for v in logs.values())
+    high = max(float(np.nanmax(v)) for v in logs.values())
+    levels = np.linspace(low, high if high > low else low + 1.0, 16)
     fig, axes = plt.subplots(1, len(found), figsize=(5.2 * len(found), 4.6))
     for ax, (label, land) in zip(np.atleast_1d(axes), found.items(), strict=False):
         coords = np.asarray(land["surface"]["coords"])
         x, y = np.meshgrid(coords, coords)
-        loss = np.clip(np.asarray(land["surface"]["loss"], dtype=float), None, levels[-1])
-        shown = ax.contour(x, y, loss, levels=levels, cmap="viridis")
-        ax.clabel(shown, fontsize=6, fmt="%.2g")
+        shown = ax.contour(x, y, logs[label], levels=levels, cmap="viridis")
+        ax.clabel(shown, fontsize=6, fmt="%.1f")
         ax.plot([0], [0], marker="*", color="red", markersize=9)
-        ax.set_title(f"{label} (seed 0): training loss on a 2D slice", fontsize=9)
+        ax.set_title(f"{label} (seed 0): log10 training loss on a 2D slice", fontsize=9)
         ax.set_xlabel("filter-normalised direction 1")
         ax.set_ylabel("direction 2")
         ax.set_aspect("equal")
-    fig.colorbar(shown, ax=list(np.atleast_1d(axes)), label="training loss (same levels in both panels)")
+    fig.colorbar(shown, ax=list(np.atleast_1d(axes)), label="log10 training loss (same levels in both panels)")
     fig.suptitle("BatchNorm in eval mode (each run's running statistics)", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -214,7 +222,7 @@ def _sharpness_curves(runs: dict[float, list[RunResult]], path: Path) -> Path | 
                      linestyle="-" if not run.seed else ":", label=label)
             bottom.plot(history.get("step", []), history.get("train/loss", []), color=colours[lr], alpha=0.8,
                         linestyle="-" if not run.seed else ":", label=label)
-        top.axhline(2.0 / lr, color=colours[lr], linestyle="--", linewidth=1.0, label=f"2/η = {2.0 / lr:g}")
+        top.axhline(2.0 / lr, color=colours[lr], linestyle="--", linewidth=1.0, label=f"2/η = {2.0 / lr:.3g}")
     top.set_ylabel("sharpness: top Hessian eigenvalue")
     top.legend(fontsize=7, ncol=2)
     top.set_title("full-batch gradient descent: sharpness rises to 2/η and hovers there (edge of stability)",
@@ -237,9 +245,6 @@ def render(ctx: Context) -> Rendered:
     plain, res = f"plain-{DEEP}", f"ResNet-{DEEP}"
     depth = _arms(ctx, "depth", {plain: (f"model.depth={DEEP}", "model.residual=False"),
                                  res: (f"model.depth={DEEP}", "model.residual=True")})
-    shallow = _arms(ctx, "depth", {"plain-20": ("model.depth=20", "model.residual=False"),
-                                   "ResNet-20": ("model.depth=20", "model.residual=True")})
-    shallow = {k: v for k, v in shallow.items() if v and _sources(ctx)["depth"][2] is False}
     norm = _arms(ctx, "batchnorm", {"ReLU + BN": ("activation=relu", "norm=batch"),
                                     "ReLU": ("activation=relu", "norm=none")})
     eos = _arms(ctx, "eos", {lr: (f"optimizer.lr={lr}",) for lr in RATES})
@@ -250,7 +255,7 @@ def render(ctx: Context) -> Rendered:
     rows = [[label, evidence.fmt(evidence.arm(arm_runs, metric("test/acc"), True)),
              evidence.fmt(evidence.arm(arm_runs, rise, False)), evidence.fmt(evidence.arm(arm_runs, ratio, False)),
              evidence.fmt(evidence.geometric(arm_runs, top), 3), evidence.fmt(evidence.geometric(arm_runs, trace), 3)]
-            for label, arm_runs in {**shallow, **depth}.items()]
+            for label, arm_runs in depth.items()]
     depth_table = evidence.table(["net", "test accuracy", f"training-loss rise at radius {RADIUS:g}",
                                   "|λ_min/λ_max|", "top eigenvalue (geometric mean)", "Hessian trace (geometric)"],
                                  rows)
@@ -262,7 +267,7 @@ def render(ctx: Context) -> Rendered:
     eos_rows = []
     for lr, arm_runs in eos.items():
         values = [v for r in arm_runs if (v := settled(r)) is not None]
-        eos_rows.append([f"{lr:g}", f"{2.0 / lr:g}",
+        eos_rows.append([f"{lr:g}", f"{2.0 / lr:.3g}",
                          ", ".join(f"{v:.3g}" for v in values) or "—",
                          ", ".join(f"{v / (2.0 / lr):.2f}" for v in values) or "—"])
     eos_table = evidence.table(["η", "2/η", "settled sharpness per seed (median of the last third)",
@@ -280,10 +285,10 @@ def render(ctx: Context) -> Rendered:
         paired("batch norm lowers the top Hessian eigenvalue of the ReLU net (log10, Ghorbani et al. 2019)",
                evidence.paired_values(norm["ReLU"], norm["ReLU + BN"], log10(top)),
                names=("log10 without BN", "log10 with BN"), digits=2),
-        *[within(f"edge of stability at η = {lr:g}: the settled sharpness (mean over seeds) is within "
-                 f"±{EOS_TOLERANCE:.0%} of 2/η = {2.0 / lr:g} (Cohen et al. Fig. 1)",
-                 (sum(vs) / len(vs)) if (vs := [v for r in eos[lr] if (v := settled(r)) is not None]) else None,
-                 2.0 / lr, EOS_TOLERANCE) for lr in RATES],
+        *[within(f"edge of stability at η = {lr:g}: every seed's settled sharpness is within ±{EOS_TOLERANCE:.0%} of "
+                 f"2/η = {2.0 / lr:.3g} (Cohen et al. Fig. 1; the seed farthest from it is shown)",
+                 _farthest([v for r in eos[lr] if (v := settled(r)) is not None], 2.0 / lr), 2.0 / lr,
+                 EOS_TOLERANCE) for lr in RATES],
     ])
     contour = ctx.figure(_contours(depth, here / "contours.png"), "landscape_contours")
     curves = ctx.figure(_sharpness_curves(eos, here / "sharpness.png"), "landscape_sharpness")
@@ -329,7 +334,9 @@ diagnostic measures the top eigenvalue every 10 steps on all training images (La
 **Published.** Cohen, Kaur, Li, Kolter & Talwalkar (ICLR 2021) Fig. 1: on a CIFAR-10 subset of 5 000 images, the
 sharpness of full-batch gradient descent rises ("progressive sharpening") until it reaches 2/η and then hovers just
 above it while the loss keeps falling non-monotonically. **Where ours differ.** 500 images of 16 pixels, a 3-stage
-CNN of width 8 and 250 steps; the settled value is the median of the last third of the measurements.
+CNN of width 8 and 250 steps; the settled value is the median of the last third of the measurements. A seed whose
+sharpness is still rising toward 2/η at the last step has not reached the edge of stability within the budget
+(progressive sharpening is slower from some initialisations); the claim holds only when every seed has.
 """
     held = [c.status == HOLDS for c in claims]
     why = ("the plain net's sharper, less convex landscape and the edge of stability are both seen"
