@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_BAD_DIR
         dirs.append(path)
 
-    from experiments.reporting import aggregate, render, runs
+    from experiments.reporting import aggregate, csv_table, render, runs
 
     records = runs.collect_runs(dirs)
     where = ", ".join(str(d) for d in dirs)
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               retest_seeds=args.retest_seeds)
     sections = [*sections, *searched.markdown]
     md_path.write_text(render.render_markdown(summary, dirs, plot_files, sections), encoding="utf-8")
-    render.write_csv(summary, csv_path)
+    csv_table.write_csv(summary, csv_path)
 
     print(render.markdown_table(summary))
     print()

@@ -9,18 +9,17 @@ from pathlib import Path
 import pytest
 
 from experiments.reporting.aggregate import (
-    curve_stats,
-    gradient_flow_stats,
     mean_std,
     summarize,
     sweep_constants,
 )
 from experiments.reporting.comparison import DEFAULT_LABEL
+from experiments.reporting.csv_table import write_csv
+from experiments.reporting.curves import curve_stats, gradient_flow_stats
 from experiments.reporting.render import (
     format_stat,
     markdown_table,
     render_markdown,
-    write_csv,
 )
 from experiments.reporting.runs import RunResult, collect_runs
 

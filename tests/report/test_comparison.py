@@ -21,6 +21,7 @@ from experiments.reporting.aggregate import (
     summarize,
 )
 from experiments.reporting.comparison import find_arm, parse_arm_spec, split_top_level
+from experiments.reporting.csv_table import write_csv
 from experiments.reporting.inference import holm, per_image_miou_interval, wilson_interval
 from experiments.reporting.render import (
     LEGEND,
@@ -28,7 +29,6 @@ from experiments.reporting.render import (
     interval_table,
     pairing_notes,
     render_markdown,
-    write_csv,
 )
 from experiments.reporting.runs import collect_runs
 

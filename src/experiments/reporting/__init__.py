@@ -16,6 +16,7 @@ from experiments.reporting.aggregate import (
     sweep_constants,
 )
 from experiments.reporting.comparison import Pairing, pair_by_seed
+from experiments.reporting.csv_table import write_csv
 from experiments.reporting.inference import (
     Interval,
     PairedTest,
@@ -32,7 +33,6 @@ from experiments.reporting.render import (
     markdown_table,
     pairing_notes,
     render_markdown,
-    write_csv,
 )
 from experiments.reporting.runs import RunResult, collect_runs, find_run_dirs, load_run
 from experiments.reporting.selection import Selection

@@ -21,11 +21,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from experiments.reporting.aggregate import (  # noqa: E402
     Group,
     Summary,
-    curve_metrics,
-    curve_stats,
-    gradient_flow_stats,
     is_bounded,
 )
+from experiments.reporting.curves import curve_metrics, curve_stats, gradient_flow_stats  # noqa: E402
 
 #: Above this many groups the legend moves outside the axes so it does not hide the data.
 _LEGEND_INSIDE_MAX = 8

@@ -56,8 +56,7 @@ def landscape_job(name: str, sweep: Path, options: Sequence[str], estimate_s: fl
     """``python -m experiments.landscape <sweep dir> [options]``: every completed run of a sweep (phase 2: after the
     training that writes them)."""
     args = ["-m", "experiments.landscape", str(sweep), *options]
-    return Job(KEY, name, args, sweep.parent / f"{sweep.name}-landscape.log", estimate_s=estimate_s, phase=2,
-               extra_env={"PYTHONWARNINGS": "ignore"})
+    return Job(KEY, name, args, sweep.parent / f"{sweep.name}-landscape.log", estimate_s=estimate_s, phase=2)
 
 
 def _sources(ctx: Context) -> dict[str, tuple[Path, tuple[int, ...], bool]]:
@@ -106,8 +105,7 @@ def _train(name: str, overrides: Sequence[str], sweep: Path, estimate_s: float) 
     from experiments.classics.context import NO_GAP
     from experiments.classics.jobs import train_job
 
-    job = train_job(KEY, name, [*overrides, NO_GAP], sweep, estimate_s)
-    return job
+    return train_job(KEY, name, [*overrides, NO_GAP], sweep, estimate_s)
 
 
 # ------------------------------------------------------------------------------------------------- reading
